@@ -1,0 +1,171 @@
+"""Authentication: JWT (PyJWT, algorithms pinned by configuration) and API keys."""
+
+import hashlib
+import hmac
+import logging
+import secrets
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+
+import jwt
+from django.conf import settings
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.request import Request
+
+from budgeting_site.platform import clock
+from budgeting_site.platform.errors import Unauthorized
+from budgeting_site.platform.models import ROLES, ApiKey
+from budgeting_site.platform.principal import Principal
+
+logger = logging.getLogger(__name__)
+
+_HMAC_ALGS = {"HS256", "HS384", "HS512"}
+API_KEY_PREFIX = "bsk"
+
+
+@lru_cache(maxsize=1)
+def _jwks_client(url: str) -> jwt.PyJWKClient:
+    return jwt.PyJWKClient(url, cache_keys=True, lifespan=300, timeout=5)
+
+
+def _verification_key(token: str, alg: str) -> Any:
+    if alg in _HMAC_ALGS:
+        return settings.JWT_SECRET
+    if settings.JWT_PUBLIC_KEY:
+        return settings.JWT_PUBLIC_KEY
+    if settings.JWT_JWKS_URL:
+        return _jwks_client(settings.JWT_JWKS_URL).get_signing_key_from_jwt(token).key
+    raise Unauthorized("No key is configured for this token's algorithm")
+
+
+def decode_jwt(token: str) -> dict[str, Any]:
+    """Verify a JWT. The accepted algorithms come from configuration, never from the token:
+    the header's `alg` only picks among them (so `none` and HS/RS confusion are refused)."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.PyJWTError as exc:
+        raise Unauthorized("Malformed token") from exc
+    alg = header.get("alg")
+    if alg not in settings.JWT_ALGORITHMS:
+        raise Unauthorized("Token algorithm is not accepted")
+    options: dict[str, Any] = {"require": ["exp", "sub"]}
+    try:
+        return jwt.decode(
+            token,
+            _verification_key(token, alg),
+            algorithms=[alg],
+            audience=settings.JWT_AUDIENCE,
+            issuer=settings.JWT_ISSUER,
+            options={**options, "verify_aud": settings.JWT_AUDIENCE is not None},
+            leeway=5,
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise Unauthorized("Token has expired") from exc
+    except jwt.InvalidAudienceError as exc:
+        raise Unauthorized("Token audience is not accepted") from exc
+    except jwt.InvalidIssuerError as exc:
+        raise Unauthorized("Token issuer is not accepted") from exc
+    except (jwt.PyJWTError, ValueError, TypeError) as exc:
+        raise Unauthorized("Token is not valid") from exc
+
+
+def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    tenant_id = claims.get("tenant_id")
+    if not isinstance(tenant_id, str) or not tenant_id or len(tenant_id) > 128:
+        raise Unauthorized("Token has no tenant_id")
+    roles = claims.get("roles") or []
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise Unauthorized("Token roles must be a list of strings")
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise Unauthorized("Token has no sub")
+    return Principal(
+        principal=sub,
+        tenant_id=tenant_id,
+        roles=frozenset(r for r in roles if r in ROLES),
+        credential_id=str(claims.get("jti") or ""),
+        kind="jwt",
+    )
+
+
+def issue_jwt(
+    *, tenant_id: str, roles: list[str], sub: str, ttl_seconds: int = 3600, **extra: Any
+) -> str:
+    """Signs with the development secret (HS256): for `issue_token`, tests and demos."""
+    now = clock.now()
+    claims: dict[str, Any] = {
+        "sub": sub,
+        "tenant_id": tenant_id,
+        "roles": roles,
+        "iat": int(now.timestamp()),
+        "exp": int((now + timedelta(seconds=ttl_seconds)).timestamp()),
+        **extra,
+    }
+    if settings.JWT_AUDIENCE and "aud" not in claims:
+        claims["aud"] = settings.JWT_AUDIENCE
+    if settings.JWT_ISSUER and "iss" not in claims:
+        claims["iss"] = settings.JWT_ISSUER
+    return jwt.encode(claims, settings.JWT_SECRET, algorithm="HS256")
+
+
+class JWTAuthentication(BaseAuthentication):
+    def authenticate(self, request: Request) -> tuple[Principal, str] | None:
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        if not header:
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthorized("Authorization must be 'Bearer <token>'")
+        principal = principal_from_claims(decode_jwt(token.strip()))
+        return principal, token
+
+    def authenticate_header(self, request: Request) -> str:
+        return 'Bearer realm="budget"'
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def generate_api_key() -> tuple[str, str, str]:
+    """(plaintext, prefix, sha256): 32 random bytes behind a short lookup prefix."""
+    prefix = secrets.token_hex(4)
+    secret = secrets.token_urlsafe(32)
+    plaintext = f"{API_KEY_PREFIX}_{prefix}_{secret}"
+    return plaintext, prefix, hash_secret(plaintext)
+
+
+# last_used_at is written at most this often per key, so a busy key is not a write per request.
+LAST_USED_RESOLUTION = timedelta(seconds=60)
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    def authenticate(self, request: Request) -> tuple[Principal, ApiKey] | None:
+        plaintext = request.META.get("HTTP_X_API_KEY")
+        if plaintext is None:
+            return None
+        parts = plaintext.strip().split("_", 2)
+        if len(parts) != 3 or parts[0] != API_KEY_PREFIX:
+            raise Unauthorized("API key is not valid")
+        key = ApiKey.objects.filter(prefix=parts[1]).first()
+        # Compare even when no key matched, so timing says nothing about which prefixes exist.
+        expected = key.secret_hash if key else "0" * 64
+        if not hmac.compare_digest(expected, hash_secret(plaintext.strip())) or key is None:
+            raise Unauthorized("API key is not valid")
+        if key.revoked_at is not None:
+            raise Unauthorized("API key has been revoked")
+        now = clock.now()
+        if key.last_used_at is None or now - key.last_used_at > LAST_USED_RESOLUTION:
+            ApiKey.objects.filter(pk=key.pk).update(last_used_at=now)
+        principal = Principal(
+            principal=f"key:{key.id}",
+            tenant_id=key.tenant_id,
+            roles=frozenset(r for r in key.roles if r in ROLES),
+            credential_id=str(key.id),
+            kind="api_key",
+        )
+        return principal, key
+
+    def authenticate_header(self, request: Request) -> str:
+        return "X-API-Key"

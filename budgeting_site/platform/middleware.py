@@ -1,0 +1,68 @@
+"""Request-level middleware of the platform layer."""
+
+import logging
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from budgeting_site.platform.context import correlation_id_var, new_correlation_id
+from budgeting_site.platform.errors import DomainError, PayloadTooLarge, error_json_response
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/budget/v1/"
+
+
+class CorrelationIdMiddleware:
+    """Takes X-Correlation-ID from the request or makes one; echoes it on every response."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        correlation_id = new_correlation_id(request.headers.get("X-Correlation-ID"))
+        token = correlation_id_var.set(correlation_id)
+        request.correlation_id = correlation_id  # type: ignore[attr-defined]
+        try:
+            response = self.get_response(request)
+        finally:
+            correlation_id_var.reset(token)
+        response["X-Correlation-ID"] = correlation_id
+        return response
+
+
+class BodySizeLimitMiddleware:
+    """Bodies over 10 MB are refused before anything reads them."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith(API_PREFIX):
+            try:
+                length = int(request.META.get("CONTENT_LENGTH") or 0)
+            except ValueError:
+                length = 0
+            if length > settings.MAX_BODY_BYTES:
+                return error_json_response(PayloadTooLarge("The request body is over 10 MB"))
+        return self.get_response(request)
+
+
+class OutermostErrorMiddleware:
+    """The last line: any exception that escapes a view under the API prefix becomes the flat
+    500 body (its traceback logged), never Django's HTML page."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not request.path.startswith(API_PREFIX):
+            return None
+        if isinstance(exception, DomainError):
+            return error_json_response(exception)
+        logger.exception("request.unhandled_exception", exc_info=exception)
+        return error_json_response(DomainError("Internal error"))
