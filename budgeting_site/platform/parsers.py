@@ -15,7 +15,7 @@ class StrictJSONParser(JSONParser):
             if not raw:
                 return {}
             return json.loads(raw.decode("utf-8"), parse_float=Decimal, parse_constant=_refuse)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, RecursionError) as exc:
             raise ParseError(f"JSON parse error - {exc}") from exc
 
 

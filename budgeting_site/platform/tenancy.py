@@ -36,11 +36,13 @@ def resolve_tenant_id(request: Request, given: Any) -> str:
     return principal.tenant_id
 
 
-def requested_tenant_ids(request: Request) -> list[Any]:
+def requested_tenant_ids(request: Request, *, body: bool = True) -> list[Any]:
     """Every tenant_id a request names: the query string, the body, and batch items."""
     found: list[Any] = []
     if "tenant_id" in request.query_params:
         found.append(request.query_params.get("tenant_id"))
+    if not body:
+        return found
     # A malformed body raises here: DRF would otherwise remember it as empty.
     data = request.data
     if isinstance(data, dict):

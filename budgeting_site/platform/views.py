@@ -55,6 +55,9 @@ class ApiMixin:
     #: set by views that enforce this API's own limit inside their own store round trip.
     api_limit_in_handler = False
     idempotency_ttl: timedelta = idempotency.DEFAULT_TTL
+    #: False for views whose body is a document that names a tenant without acting in it
+    #: (a receipt sent to be verified).
+    body_names_acting_tenant = True
 
     request: Request
 
@@ -108,7 +111,7 @@ class ApiMixin:
         if settings.API_RATE_LIMITS is not None and not self.api_limit_in_handler:
             self._extra_headers.update(api_rate_limiter()(request, user, self.rate_limit_class))
         self.check_permissions(request)  # type: ignore[attr-defined]
-        for given in requested_tenant_ids(request):
+        for given in requested_tenant_ids(request, body=self.body_names_acting_tenant):
             resolve_tenant_id(request, given)
         return self._begin_idempotency(request)
 

@@ -1,0 +1,48 @@
+"""Webhook signing secrets: `whsec_` + base64 of 32 random bytes (Standard Webhooks), sealed
+at rest with AES-256-GCM under a key derived from SECRET_KEY (HKDF-SHA256). The secret must be
+recoverable to sign each delivery, so it is encrypted rather than hashed."""
+
+import base64
+import hashlib
+import hmac
+import os
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from django.conf import settings
+
+_INFO = b"events.webhook-secret.v1"
+PREFIX = "whsec_"
+
+
+def new_secret() -> str:
+    return PREFIX + base64.b64encode(os.urandom(32)).decode("ascii")
+
+
+def secret_bytes(secret: str) -> bytes:
+    return base64.b64decode(secret.removeprefix(PREFIX))
+
+
+def _key() -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(
+        settings.SECRET_KEY.encode("utf-8")
+    )
+
+
+def seal(secret: str, aad: str) -> str:
+    nonce = os.urandom(12)
+    blob = nonce + AESGCM(_key()).encrypt(nonce, secret.encode("ascii"), aad.encode("ascii"))
+    return "v1:" + base64.b64encode(blob).decode("ascii")
+
+
+def unseal(sealed: str, aad: str) -> str:
+    blob = base64.b64decode(sealed.removeprefix("v1:"))
+    return AESGCM(_key()).decrypt(blob[:12], blob[12:], aad.encode("ascii")).decode("ascii")
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """`v1,<base64 HMAC-SHA256 of "id.timestamp.body">` with the decoded secret."""
+    to_sign = f"{msg_id}.{timestamp}.".encode() + body
+    digest = hmac.new(secret_bytes(secret), to_sign, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode("ascii")

@@ -1,0 +1,155 @@
+"""Receipts API (SPEC 6): list, read, public keys, verify."""
+
+from datetime import UTC, datetime, time
+from typing import Any
+
+from django.utils.dateparse import parse_date, parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from budgeting_site.platform.errors import ValidationFailed
+from budgeting_site.platform.pagination import page_params, paginate
+from budgeting_site.platform.permissions import AUDITOR, FINANCIAL_CONTROLLER, TENANT_ADMIN, roles
+from budgeting_site.platform.views import ApiView, parse_uuid
+from receipts import selectors, services
+from receipts.services import DECISION_STATUSES, GATE_IDS
+
+READ = roles(TENANT_ADMIN, FINANCIAL_CONTROLLER, AUDITOR)
+
+
+def parse_instant(value: str | None, name: str) -> datetime | None:
+    """RFC 3339 instant; a bare date means 00:00Z. None when absent."""
+    if value is None or value == "":
+        return None
+    try:
+        if len(value) == 10:  # a bare date: 00:00Z
+            day = parse_date(value)
+            parsed = datetime.combine(day, time(0), tzinfo=UTC) if day else None
+        else:
+            parsed = parse_datetime(value)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise ValidationFailed(
+            f"{name} must be an RFC 3339 instant with a time zone, or a date",
+            details={name: ["must be an RFC 3339 instant (e.g. 2025-01-01T00:00:00Z) or a date"]},
+        )
+    return parsed
+
+
+def _choice(request: Request, name: str, allowed: frozenset[str]) -> str | None:
+    value = request.query_params.get(name)
+    if value in (None, ""):
+        return None
+    if value not in allowed:
+        raise ValidationFailed(
+            f"{name} must be one of {', '.join(sorted(allowed))}",
+            details={name: [f"must be one of {', '.join(sorted(allowed))}"]},
+        )
+    return value
+
+
+def _q(name: str, description: str, type_: Any = str) -> OpenApiParameter:
+    return OpenApiParameter(name, type_, OpenApiParameter.QUERY, description=description)
+
+
+LIST_PARAMS = [
+    _q("gate_id", "one of the gate ids of SPEC 6"),
+    _q("decision", "pass | warn | soft_block | hard_block"),
+    _q("start_time", "RFC 3339 instant or date; receipts at or after it"),
+    _q("end_time", "RFC 3339 instant or date; receipts before it"),
+    _q("page", "page number (≥1)", int),
+    _q("page_size", "1..1000, default 100", int),
+    _q("cursor", "keyset paging: empty to start, then the previous answer's next_cursor"),
+]
+
+
+class ReceiptListView(ApiView):
+    """The tenant's receipts, newest first: page numbers, or a cursor for long walks."""
+
+    roles = {"get": READ}
+
+    @extend_schema(parameters=LIST_PARAMS, responses={200: OpenApiTypes.OBJECT}, tags=["receipts"])
+    def get(self, request: Request) -> Response:
+        start = parse_instant(request.query_params.get("start_time"), "start_time")
+        end = parse_instant(request.query_params.get("end_time"), "end_time")
+        if start and end and end <= start:
+            raise ValidationFailed(
+                "end_time must be after start_time",
+                details={"end_time": ["must be after start_time"]},
+            )
+        qs = selectors.receipts_for(
+            tenant_id=self.tenant_id(),
+            gate_id=_choice(request, "gate_id", GATE_IDS),
+            decision=_choice(request, "decision", DECISION_STATUSES),
+            start_time=start,
+            end_time=end,
+        )
+        if "cursor" in request.query_params:
+            return Response(self._cursor_page(request, qs))
+        return Response(paginate(request, qs, "receipts", _render))
+
+    def _cursor_page(self, request: Request, qs: Any) -> dict[str, Any]:
+        _, page_size = page_params(request)
+        cursor = request.query_params.get("cursor") or ""
+        if cursor:
+            qs = selectors.after_cursor(qs, cursor)
+        window = list(qs[: page_size + 1])
+        more = len(window) > page_size
+        window = window[:page_size]
+        return {
+            "receipts": _render(window),
+            "next_cursor": selectors.encode_cursor(window[-1]) if more else None,
+            "pagination": {"page_size": page_size},
+        }
+
+
+def _render(rows: Any) -> list[dict[str, Any]]:
+    return [row.as_dict() for row in rows]
+
+
+class ReceiptDetailView(ApiView):
+    """Exactly the signed object: every field but `signature` is covered by it."""
+
+    roles = {"get": READ}
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT}, tags=["receipts"])
+    def get(self, request: Request, receipt_id: str) -> Response:
+        receipt = selectors.receipt_for(
+            tenant_id=self.tenant_id(), receipt_id=parse_uuid(receipt_id, "receipt_id")
+        )
+        return Response(receipt.as_dict())
+
+
+class ReceiptKeysView(ApiView):
+    """Public: every signing key as an RFC 8037 JWK, with its status and validity."""
+
+    roles = {"get": None}
+    authentication_classes: list = []
+
+    @extend_schema(auth=[], responses={200: OpenApiTypes.OBJECT}, tags=["receipts"])
+    def get(self, request: Request) -> Response:
+        return Response(selectors.public_jwks())
+
+
+class ReceiptVerifyView(ApiView):
+    """A POST that only reads: the read roles (SPEC 1.1). Any receipt may be checked, also
+    another tenant's: verifying reveals nothing the published keys do not."""
+
+    roles = {"post": READ}
+    body_names_acting_tenant = False
+
+    @extend_schema(
+        request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT}, tags=["receipts"]
+    )
+    def post(self, request: Request) -> Response:
+        body = request.data
+        if not isinstance(body, dict):
+            raise ValidationFailed(
+                "The body must be a receipt object",
+                details={"non_field_errors": ["Expected a JSON object"]},
+            )
+        verdict = services.verify_receipt_object(body)
+        return Response({"valid": verdict.valid, "reason": verdict.reason})
