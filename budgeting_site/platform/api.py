@@ -8,6 +8,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from drf_spectacular.utils import extend_schema, inline_serializer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from rest_framework import serializers
+from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -19,6 +20,7 @@ from budgeting_site.platform.errors import (
     Unauthorized,
     error_json_response,
 )
+from budgeting_site.platform.renderers import JSONRenderer
 from budgeting_site.platform.views import ApiView
 
 _dependency = inline_serializer(
@@ -59,10 +61,20 @@ class HealthView(ApiView):
         return Response(body, status=503 if report["status"] == "DOWN" else 200)
 
 
+class PrometheusTextRenderer(BaseRenderer):
+    media_type = "text/plain"
+    format = "txt"
+
+    def render(self, data: Any, accepted_media_type: Any = None, renderer_context: Any = None):
+        return data
+
+
 class MetricsView(ApiView):
     """Prometheus text for authenticated callers, or for a scraper with METRICS_TOKEN."""
 
     roles = {"get": None}
+    # Errors still render as JSON; scrapers that ask only for text/plain are served too.
+    renderer_classes = [JSONRenderer, PrometheusTextRenderer]
 
     def get_authenticators(self) -> list[Any]:
         return [] if self._has_scrape_token() else super().get_authenticators()

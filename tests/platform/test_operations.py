@@ -68,3 +68,13 @@ def test_beat_schedule_names_only_registered_tasks():
     app.loader.import_default_modules()
     missing = sorted(e["task"] for e in BEAT_SCHEDULE.values() if e["task"] not in app.tasks)
     assert missing == []
+
+
+@pytest.mark.django_db
+def test_metrics_serve_a_scraper_that_accepts_only_text_plain(api, settings):
+    settings.METRICS_TOKEN = "scrape-secret"
+    response = api.get(
+        "/budget/v1/metrics", HTTP_AUTHORIZATION="Bearer scrape-secret", HTTP_ACCEPT="text/plain"
+    )
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/plain")
