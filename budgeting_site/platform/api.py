@@ -91,7 +91,7 @@ class MetricsView(ApiView):
         return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
 
     def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
-        self.request = request  # type: ignore[assignment]
+        self.request = request
         return super().initialize_request(request, *args, **kwargs)
 
 
@@ -99,7 +99,7 @@ def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonRespon
     return error_json_response(NotFound(f"No such endpoint: {request.path}"))
 
 
-def api_error_handler(status: int):  # type: ignore[no-untyped-def]
+def api_error_handler(status: int):
     """Django-level handlers: JSON under the API prefix, Django's pages elsewhere."""
     from django.views import defaults
 

@@ -47,9 +47,8 @@ def decode_jwt(token: str) -> dict[str, Any]:
     except jwt.PyJWTError as exc:
         raise Unauthorized("Malformed token") from exc
     alg = header.get("alg")
-    if alg not in settings.JWT_ALGORITHMS:
+    if not isinstance(alg, str) or alg not in settings.JWT_ALGORITHMS:
         raise Unauthorized("Token algorithm is not accepted")
-    options: dict[str, Any] = {"require": ["exp", "sub"]}
     try:
         return jwt.decode(
             token,
@@ -57,7 +56,7 @@ def decode_jwt(token: str) -> dict[str, Any]:
             algorithms=[alg],
             audience=settings.JWT_AUDIENCE,
             issuer=settings.JWT_ISSUER,
-            options={**options, "verify_aud": settings.JWT_AUDIENCE is not None},
+            options={"require": ["exp", "sub"], "verify_aud": settings.JWT_AUDIENCE is not None},
             leeway=5,
         )
     except jwt.ExpiredSignatureError as exc:

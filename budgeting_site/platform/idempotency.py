@@ -54,7 +54,7 @@ def fingerprint(method: str, path: str, query: str, body: bytes) -> str:
     digest.update("&".join(sorted(query.split("&"))).encode() if query else b"")
     digest.update(b"\n")
     try:
-        digest.update(rfc8785.dumps(_normalise(json.loads(body or b"null"))))
+        digest.update(rfc8785.dumps(_normalise(json.loads(body or b"null"))))  # type: ignore[arg-type]
     except (ValueError, rfc8785.CanonicalizationError):
         digest.update(body)
     return digest.hexdigest()

@@ -23,7 +23,7 @@ class CorrelationIdMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         correlation_id = new_correlation_id(request.headers.get("X-Correlation-ID"))
         token = correlation_id_var.set(correlation_id)
-        request.correlation_id = correlation_id  # type: ignore[attr-defined]
+        request.correlation_id = correlation_id
         try:
             response = self.get_response(request)
         finally:

@@ -7,7 +7,7 @@ class JWTScheme(OpenApiAuthenticationExtension):
     target_class = "budgeting_site.platform.auth.JWTAuthentication"
     name = "bearerAuth"
 
-    def get_security_definition(self, auto_schema):  # type: ignore[no-untyped-def]
+    def get_security_definition(self, auto_schema):
         return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
 
 
@@ -15,5 +15,5 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
     target_class = "budgeting_site.platform.auth.ApiKeyAuthentication"
     name = "apiKeyAuth"
 
-    def get_security_definition(self, auto_schema):  # type: ignore[no-untyped-def]
+    def get_security_definition(self, auto_schema):
         return {"type": "apiKey", "in": "header", "name": "X-API-Key"}

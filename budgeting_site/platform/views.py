@@ -86,6 +86,7 @@ class ApiMixin:
                 response = replay
             else:
                 method = request.method.lower()
+                handler: Any
                 if method in self.http_method_names:  # type: ignore[attr-defined]
                     handler = getattr(self, method, self.http_method_not_allowed)  # type: ignore[attr-defined]
                 else:

@@ -7,13 +7,13 @@ from budgeting_site.platform.models import ROLES
 class Command(BaseCommand):
     help = "Print a JWT signed with the configured development secret (HS256)."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser):
         parser.add_argument("--tenant", required=True)
         parser.add_argument("--roles", required=True, help="comma-separated, e.g. service")
         parser.add_argument("--sub", default=None)
         parser.add_argument("--ttl", type=int, default=3600, help="seconds")
 
-    def handle(self, *args, **options):  # type: ignore[no-untyped-def]
+    def handle(self, *args, **options):
         roles = [r.strip() for r in options["roles"].split(",") if r.strip()]
         unknown = sorted(set(roles) - set(ROLES))
         if unknown:

@@ -22,10 +22,10 @@ DEMO_PASSWORD = "demo-password-change-me"
 class Command(BaseCommand):
     help = "Load a small, realistic demo tenant (safe to run again)."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser):
         parser.add_argument("--tenant", default=DEMO_TENANT)
 
-    def handle(self, *args, **options):  # type: ignore[no-untyped-def]
+    def handle(self, *args, **options):
         tenant_id = options["tenant"]
         user_model = get_user_model()
         with transaction.atomic():

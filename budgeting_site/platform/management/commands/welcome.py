@@ -9,10 +9,10 @@ ROLES = ["service", "tenant_admin", "financial_controller", "auditor"]
 class Command(BaseCommand):
     help = "Print the demo admin login and a ready-to-use API token."
 
-    def add_arguments(self, parser):  # type: ignore[no-untyped-def]
+    def add_arguments(self, parser):
         parser.add_argument("--base-url", default="http://localhost:8000")
 
-    def handle(self, *args, **options):  # type: ignore[no-untyped-def]
+    def handle(self, *args, **options):
         base = options["base_url"]
         token = issue_jwt(
             tenant_id=DEMO_TENANT, roles=ROLES, sub="demo-service", ttl_seconds=7 * 24 * 3600
