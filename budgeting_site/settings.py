@@ -8,6 +8,7 @@ database rate-limit store and jobs on an in-process scheduler thread. `DATABASE_
 import json
 import os
 from pathlib import Path
+from typing import overload
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -15,6 +16,10 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+@overload
+def env(name: str, default: str) -> str: ...
+@overload
+def env(name: str, default: None = None) -> str | None: ...
 def env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return value if value not in (None, "") else default
@@ -40,10 +45,11 @@ if not DEBUG:
         raise ImproperlyConfigured("JWT_SECRET must be set when DJANGO_DEBUG is off")
 
 ALLOWED_HOSTS = [h.strip() for h in env("DJANGO_ALLOWED_HOSTS", "*").split(",") if h.strip()]
-CORS_ALLOWED_ORIGINS = [o.strip() for o in (env("CORS_ORIGINS", "") or "").split(",") if o]
+CORS_ALLOWED_ORIGINS = [o.strip() for o in env("CORS_ORIGINS", "").split(",") if o.strip()]
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    # The admin with throttled sign-in and the dashboard (budgeting_site/platform/admin_site.py).
+    "budgeting_site.platform.admin_apps.PlatformAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",

@@ -5,7 +5,9 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from budgeting_site.platform import services
+from budgeting_site.platform.admin_scoping import TenantScopedAdmin, r
 from budgeting_site.platform.models import ROLE_CHOICES, ApiKey, AuditLogEntry, TenantMembership
+from budgeting_site.platform.permissions import AUDITOR, TENANT_ADMIN
 
 
 class ApiKeyCreateForm(forms.ModelForm):
@@ -17,7 +19,10 @@ class ApiKeyCreateForm(forms.ModelForm):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(TenantScopedAdmin, admin.ModelAdmin):
+    # A tenant's admins issue and revoke its keys; operators (superusers) any tenant's.
+    view_roles = r(TENANT_ADMIN)
+    change_roles = r(TENANT_ADMIN)
     list_display = [
         "name",
         "tenant_id",
@@ -27,7 +32,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         "last_used_at",
         "revoked_at",
     ]
-    list_filter = ["revoked_at", "tenant_id"]
+    list_filter = ["revoked_at", "tenant_id"]  # a scoped tenant filter: see TenantScopedAdmin
     search_fields = ["name", "tenant_id", "prefix"]
     actions = ["revoke"]
 
@@ -58,6 +63,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
         if change:
             return
+        self.require_roles(request, self.change_roles, form.cleaned_data["tenant_id"])
         key, plaintext = services.create_api_key(
             tenant_id=form.cleaned_data["tenant_id"],
             name=form.cleaned_data["name"],
@@ -72,18 +78,22 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.action(description="Revoke selected keys")
+    @admin.action(description="Revoke selected keys", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: Any) -> None:
+        queryset = self.scope(request, queryset, self.change_roles)
         for key in queryset:
             services.revoke_api_key(key_id=key.pk, revoked_by=f"user:{request.user.get_username()}")
         self.message_user(request, f"Revoked {queryset.count()} key(s)")
 
 
 @admin.register(AuditLogEntry)
-class AuditLogEntryAdmin(admin.ModelAdmin):
+class AuditLogEntryAdmin(TenantScopedAdmin, admin.ModelAdmin):
+    # Read-only. Sign-in attempts carry no tenant: only superusers see them.
+    view_roles = r(TENANT_ADMIN, AUDITOR)
     list_display = ["at", "action", "principal", "tenant_id", "target_tenant_id", "path"]
     list_filter = ["action"]
     search_fields = ["principal", "tenant_id", "target_tenant_id", "correlation_id"]
+    show_full_result_count = False  # no second COUNT(*) over a large log
     date_hierarchy = "at"
 
     def has_add_permission(self, request: HttpRequest) -> bool:
