@@ -45,7 +45,8 @@ def paginate(
     page, page_size = page_params(request)
     total = items.count() if isinstance(items, QuerySet) else len(items)
     start = (page - 1) * page_size
-    window = list(items[start : start + page_size])
+    # A page past the end is empty without asking the database for an absurd OFFSET.
+    window = list(items[start : start + page_size]) if start < total else []
     return {
         items_key: render(window),
         "pagination": {

@@ -197,3 +197,21 @@ def test_same_idempotency_key_from_16_threads_has_one_effect(make_token):
     assert AuditLogEntry.objects.filter(action="widget_created").count() == 1
     assert IdempotencyRecord.objects.filter(key=key).count() == 1
     assert IdempotencyRecord.objects.get(key=key).state == "done"
+
+
+def test_a_page_far_past_the_end_is_empty_not_an_error():
+    from budgeting_site.platform.pagination import paginate
+
+    class _Req:
+        query_params = {"page": "99999999999999999999", "page_size": "1000"}
+
+    body = paginate(_Req(), [1, 2, 3], "items", list)
+    assert body == {
+        "items": [],
+        "pagination": {
+            "page": 99999999999999999999,
+            "page_size": 1000,
+            "total_count": 3,
+            "total_pages": 1,
+        },
+    }
