@@ -7,7 +7,9 @@ class EventsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from budgeting_site.platform import admin_dashboard
+        from budgeting_site.platform import admin_dashboard, demo
         from events import selectors
+        from events.demo import seed
 
         admin_dashboard.register("open_alerts", selectors.dashboard_open_alerts)
+        demo.register(seed)

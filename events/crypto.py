@@ -11,8 +11,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 
 _INFO = b"events.webhook-secret.v1"
+_ENGINE_INFO = b"events.notification-engine-secret.v1"
 PREFIX = "whsec_"
 
 
@@ -24,10 +26,34 @@ def secret_bytes(secret: str) -> bytes:
     return base64.b64decode(secret.removeprefix(PREFIX))
 
 
-def _key() -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(
+def _derive(info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(
         settings.SECRET_KEY.encode("utf-8")
     )
+
+
+def _key() -> bytes:
+    return _derive(_INFO)
+
+
+def notification_engine_secret() -> str:
+    """The secret that signs deliveries to `NOTIFICATION_ENGINE_URL` (Standard Webhooks, like
+    a subscription's): `NOTIFICATION_ENGINE_SECRET` when configured (`whsec_` + base64),
+    otherwise one derived from SECRET_KEY, stable across restarts and processes;
+    `manage.py notification_engine_secret` prints it for the engine's configuration."""
+    configured = getattr(settings, "NOTIFICATION_ENGINE_SECRET", None)
+    if configured:
+        secret = str(configured)
+        try:
+            raw = base64.b64decode(secret.removeprefix(PREFIX), validate=True)
+            if not secret.startswith(PREFIX) or len(raw) < 24:
+                raise ValueError
+        except ValueError as exc:  # binascii.Error is a ValueError
+            raise ImproperlyConfigured(
+                "NOTIFICATION_ENGINE_SECRET must be whsec_ + base64 of at least 24 bytes"
+            ) from exc
+        return secret
+    return PREFIX + base64.b64encode(_derive(_ENGINE_INFO)).decode("ascii")
 
 
 def seal(secret: str, aad: str) -> str:

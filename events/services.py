@@ -24,7 +24,7 @@ from budgeting_site.platform import clock, jobs
 from budgeting_site.platform.context import current_correlation_id
 from budgeting_site.platform.metrics import EVENTS_DELIVERED, EVENTS_FAILED, OUTBOX_BACKLOG
 from budgeting_site.platform.renderers import dumps
-from events import crypto, urlsafety
+from events import crypto, http, urlsafety
 from events.exceptions import (
     AlertNotFound,
     DeliveryNotReplayable,
@@ -58,7 +58,7 @@ SEVERITIES = ("info", "warning", "critical")
 _SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
 
 #: Per attempt: connect, write and read each bounded, and the whole attempt too.
-ATTEMPT_TIMEOUT_SECONDS = 10.0
+ATTEMPT_TIMEOUT_SECONDS = http.ATTEMPT_TIMEOUT_SECONDS
 #: An in-flight delivery whose worker died may be taken over after this.
 LEASE = timedelta(seconds=60)
 #: Delay before retry n (after attempt n fails): the first within 60 s, then exponential,
@@ -149,7 +149,9 @@ def _same(actual: Any, wanted: Any) -> bool:
     return str(actual) == str(wanted)
 
 
-def relay_outbox(*, batch_size: int = RELAY_BATCH, max_batches: int = 50, deliver: bool = True):
+def relay_outbox(
+    *, batch_size: int = RELAY_BATCH, max_batches: int = 50, deliver: bool = True
+) -> dict[str, int]:
     """Fan committed outbox events out into deliveries, then attempt those deliveries.
 
     Two relays at once are safe: each claims its events with FOR UPDATE SKIP LOCKED
@@ -259,12 +261,6 @@ def _claim(delivery_id: uuid.UUID, now: datetime) -> bool:
     )
 
 
-def _send(url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
-    timeout = httpx.Timeout(ATTEMPT_TIMEOUT_SECONDS, connect=min(5.0, ATTEMPT_TIMEOUT_SECONDS))
-    with httpx.Client(timeout=timeout, follow_redirects=False, trust_env=False) as client:
-        return client.post(url, content=body, headers=headers)
-
-
 def attempt_delivery(delivery_id: uuid.UUID) -> str | None:
     """One attempt of one delivery, if it is due and no other worker holds it.
 
@@ -301,12 +297,18 @@ def attempt_delivery(delivery_id: uuid.UUID) -> str | None:
     started = time.perf_counter()
     status_code: int | None = None
     error = ""
+    to_subscription = delivery.target == Delivery.Target.SUBSCRIPTION
     try:
-        if delivery.target == Delivery.Target.SUBSCRIPTION:
-            urlsafety.check_resolved(url)
+        if to_subscription:
+            assert sub is not None
+            urlsafety.check_url_shape(url)
             secret = crypto.unseal(sub.secret_sealed, str(sub.pk))
-            headers["webhook-signature"] = crypto.sign(secret, msg_id, timestamp, body)
-        response = _send(url, body, headers)
+        else:
+            secret = crypto.notification_engine_secret()
+        headers["webhook-signature"] = crypto.sign(secret, msg_id, timestamp, body)
+        # Subscriptions: resolved once, vetted, connected to the vetted address. The
+        # notification engine is the operator's own, and may well be on a private network.
+        response = http.post(url, body, headers, vet=to_subscription)
         status_code = response.status_code
     except urlsafety.UnsafeUrl as exc:
         error = f"refused: {exc}"
@@ -709,7 +711,13 @@ def _bump_open_alert(
 
 
 def _transition(
-    *, tenant_id: str, alert_id: uuid.UUID, allowed_from: set[str], changes: dict[str, Any]
+    *,
+    tenant_id: str,
+    alert_id: uuid.UUID,
+    allowed_from: set[str],
+    changes: dict[str, Any],
+    by: str,
+    comment: str,
 ) -> Alert:
     with transaction.atomic():
         updated = Alert.objects.filter(
@@ -723,13 +731,24 @@ def _transition(
                 f"An alert that is {alert.status} cannot become {changes['status']}",
                 details={"status": alert.status},
             )
+    logger.info(
+        "events.alert_transition",
+        extra={
+            "alert_id": str(alert_id),
+            "status": changes["status"],
+            "by": by,
+            "comment": comment[:2000],
+        },
+    )
     return alert
 
 
-def acknowledge_alert(*, tenant_id: str, alert_id: uuid.UUID, by: str) -> Alert:
+def acknowledge_alert(*, tenant_id: str, alert_id: uuid.UUID, by: str, comment: str = "") -> Alert:
     return _transition(
         tenant_id=tenant_id,
         alert_id=alert_id,
+        by=by,
+        comment=comment,
         allowed_from={Alert.Status.ACTIVE},
         changes={
             "status": Alert.Status.ACKNOWLEDGED,
@@ -739,10 +758,12 @@ def acknowledge_alert(*, tenant_id: str, alert_id: uuid.UUID, by: str) -> Alert:
     )
 
 
-def resolve_alert(*, tenant_id: str, alert_id: uuid.UUID, by: str) -> Alert:
+def resolve_alert(*, tenant_id: str, alert_id: uuid.UUID, by: str, comment: str = "") -> Alert:
     return _transition(
         tenant_id=tenant_id,
         alert_id=alert_id,
+        by=by,
+        comment=comment,
         allowed_from={Alert.Status.ACTIVE, Alert.Status.ACKNOWLEDGED},
         changes={
             "status": Alert.Status.RESOLVED,

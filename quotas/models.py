@@ -8,12 +8,23 @@ type cannot overlap in time (an exclusion constraint, created in the migration).
 
 import uuid
 from datetime import datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 
 from django.db import models
 from django.db.models import F, Q
 
 MONEY = {"max_digits": 28, "decimal_places": 10}
+RATIO_PLACES = Decimal("0.0000000001")
+
+
+def utilization_ratio(used: Decimal, allocated: Decimal) -> Decimal:
+    """used ÷ allocated to 10 places, half-even. Wide enough for any pair of amounts: with
+    0.0000000001 allocated and a quadrillion of burst used the ratio has 26 integer digits,
+    beyond the default context's 28 significant digits once 10 places are added."""
+    if allocated <= 0:
+        return Decimal(0)
+    with localcontext(prec=80):
+        return (used / allocated).quantize(RATIO_PLACES, rounding=ROUND_HALF_EVEN)
 
 
 class AllocationType(models.TextChoices):
@@ -127,6 +138,10 @@ class Quota(models.Model):
     @property
     def burst_used(self) -> Decimal:
         return max(self.used_amount - self.allocated_amount, Decimal(0))
+
+    @property
+    def utilization_ratio(self) -> Decimal:
+        return utilization_ratio(self.used_amount, self.allocated_amount)
 
     @property
     def duration(self) -> timedelta:

@@ -38,8 +38,16 @@ from quotas.exceptions import (
     QuotaOverlap,
     QuotaVersionMismatch,
 )
-from quotas.models import AllocationType, Quota, QuotaUsage, RenewalStrategy, renewal_lead
+from quotas.models import (
+    AllocationType,
+    Quota,
+    QuotaUsage,
+    RenewalStrategy,
+    renewal_lead,
+    utilization_ratio,
+)
 from receipts.canonical import canonical_bytes, sha256_prefixed, to_jsonable
+from receipts.models import Receipt
 from receipts.services import emit_receipt, system_actor
 
 logger = logging.getLogger(__name__)
@@ -90,7 +98,7 @@ def _money(value: Decimal) -> Decimal:
 
 
 def _ratio(used: Decimal, allocated: Decimal) -> Decimal:
-    return _money(used / allocated) if allocated > 0 else Decimal(0)
+    return utilization_ratio(used, allocated)
 
 
 def _warning_level(quota: Quota) -> str:
@@ -297,7 +305,9 @@ def build_spec(tenant_id: str, data: dict[str, Any], now: datetime) -> QuotaSpec
     )
 
 
-def allocate_quota(*, tenant_id: str, actor: dict[str, Any], data: dict[str, Any]):
+def allocate_quota(
+    *, tenant_id: str, actor: dict[str, Any], data: dict[str, Any]
+) -> tuple[Quota, Receipt]:
     """`POST /quotas/allocate`: one quota, its receipt and its `quota_allocated` event."""
     now = clock.now()
     spec = build_spec(tenant_id, data, now)
@@ -332,7 +342,9 @@ class BatchItem:
     error: DomainError | None = None
 
 
-def allocate_batch(*, tenant_id: str, actor: dict[str, Any], items: Sequence[BatchItem]):
+def allocate_batch(
+    *, tenant_id: str, actor: dict[str, Any], items: Sequence[BatchItem]
+) -> tuple[uuid.UUID, list[dict[str, Any]], Receipt]:
     """The list form: each item on its own (partial success), one receipt for the batch.
 
     A repeated item (same `idempotency_key` as a live quota) answers `duplicate` with the
@@ -443,7 +455,7 @@ def allocate_pool(
     tier_shares: dict[int, Decimal] | None = None,
     auto_renew: bool = True,
     renewal_strategy: str = RenewalStrategy.SAME,
-):
+) -> dict[str, Any]:
     """The pool form: split `pool_amount` over the entities and create every quota, or none.
 
     All or nothing, because the shares are only meaningful together: they sum to the pool.
@@ -811,10 +823,13 @@ def _answer(quota: Quota | None, allowed: bool) -> dict[str, Any]:
             "allowed": True,
             "quota_id": None,
             "used_amount": None,
+            "allocated_amount": None,
+            "max_burst_amount": None,
             "remaining_amount": None,
             "burst_used": None,
             "utilization_ratio": None,
             "warning_level": None,
+            "period_end": None,
             "reason": None,
             "correlation_id": current_correlation_id(),
         }

@@ -4,7 +4,7 @@ import base64
 import binascii
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from django.db.models import Q, QuerySet
@@ -56,10 +56,11 @@ def after_cursor(qs: QuerySet[Receipt], cursor: str) -> QuerySet[Receipt]:
         at_text, id_text = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
         at = parse_datetime(at_text)
         last_id = uuid.UUID(id_text)
-    except (ValueError, TypeError, binascii.Error, UnicodeError) as exc:
+        if at is None or at.tzinfo is None:
+            raise ValueError("not an instant")
+        at = at.astimezone(UTC)  # an offset past the calendar: OverflowError
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeError) as exc:
         raise InvalidCursor(details={"cursor": ["not a cursor from this API"]}) from exc
-    if at is None or at.tzinfo is None:
-        raise InvalidCursor(details={"cursor": ["not a cursor from this API"]})
     return qs.filter(Q(timestamp_utc__lt=at) | Q(timestamp_utc=at, receipt_id__lt=last_id))
 
 

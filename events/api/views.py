@@ -4,7 +4,6 @@ from datetime import UTC, datetime, time
 from typing import Any
 
 from django.utils.dateparse import parse_date, parse_datetime
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,7 +13,16 @@ from budgeting_site.platform.pagination import paginate
 from budgeting_site.platform.permissions import AUDITOR, FINANCIAL_CONTROLLER, TENANT_ADMIN, roles
 from budgeting_site.platform.views import TenantViewSet
 from events import selectors, services
-from events.api.serializers import AlertActionIn, SubscriptionIn
+from events.api.serializers import (
+    AlertActionIn,
+    AlertListOut,
+    AlertOut,
+    DeliveryListOut,
+    SubscriptionCreatedOut,
+    SubscriptionIn,
+    SubscriptionListOut,
+    SubscriptionOut,
+)
 from events.models import Alert, Delivery, Subscription
 
 READ = roles(TENANT_ADMIN, FINANCIAL_CONTROLLER, AUDITOR)
@@ -31,7 +39,10 @@ def parse_instant(value: str | None, name: str) -> datetime | None:
             parsed = datetime.combine(day, time(0), tzinfo=UTC) if day else None
         else:
             parsed = parse_datetime(value)
-    except ValueError:
+        # In UTC; an offset that pushes the instant past year 1 or 9999 is not an instant.
+        if parsed is not None and parsed.tzinfo is not None:
+            parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         parsed = None
     if parsed is None or parsed.tzinfo is None:
         raise ValidationFailed(
@@ -134,7 +145,6 @@ def _q(name: str, description: str, type_: Any = str) -> OpenApiParameter:
 
 
 PAGE = [_q("page", "page number (≥1)", int), _q("page_size", "1..1000, default 100", int)]
-OBJ = {200: OpenApiTypes.OBJECT}
 
 
 @extend_schema_view(
@@ -144,16 +154,17 @@ OBJ = {200: OpenApiTypes.OBJECT}
             _q("enabled", "true | false"),
             *PAGE,
         ],
-        responses=OBJ,
+        responses={200: SubscriptionListOut},
     ),
-    create=extend_schema(request=SubscriptionIn, responses={201: OpenApiTypes.OBJECT}),
-    retrieve=extend_schema(responses=OBJ),
-    partial_update=extend_schema(request=SubscriptionIn, responses=OBJ),
+    create=extend_schema(request=SubscriptionIn, responses={201: SubscriptionCreatedOut}),
+    retrieve=extend_schema(responses={200: SubscriptionOut}),
+    partial_update=extend_schema(request=SubscriptionIn, responses={200: SubscriptionOut}),
     destroy=extend_schema(responses={204: None}),
-    deliveries=extend_schema(parameters=[_q("status", "delivery status"), *PAGE], responses=OBJ),
 )
 @extend_schema(tags=["events"])
 class SubscriptionViewSet(TenantViewSet):
+    """Webhook subscriptions of the caller's tenant (SPEC 7)."""
+
     roles = {
         "list": READ,
         "retrieve": READ,
@@ -215,6 +226,15 @@ class SubscriptionViewSet(TenantViewSet):
         )
         return Response(status=204)
 
+    @extend_schema(
+        parameters=[
+            _q("status", "pending | in_flight | delivered | dead_lettered | cancelled"),
+            *PAGE,
+        ],
+        responses={200: DeliveryListOut},
+        description="Every delivery of events to this subscription, newest first, each with "
+        "its attempts.",
+    )
     def deliveries(self, request: Request, pk: str) -> Response:
         qs = selectors.deliveries_for(
             tenant_id=self.tenant_id(),
@@ -236,14 +256,14 @@ class SubscriptionViewSet(TenantViewSet):
             _q("end_time", "RFC 3339 instant or date: alerts first seen before it"),
             *PAGE,
         ],
-        responses=OBJ,
+        responses={200: AlertListOut},
     ),
-    retrieve=extend_schema(responses=OBJ),
-    acknowledge=extend_schema(request=AlertActionIn, responses=OBJ),
-    resolve=extend_schema(request=AlertActionIn, responses=OBJ),
+    retrieve=extend_schema(responses={200: AlertOut}),
 )
 @extend_schema(tags=["alerts"])
 class AlertViewSet(TenantViewSet):
+    """Alerts of the caller's tenant (SPEC 7); acknowledge and resolve are transitions."""
+
     roles = {"list": READ, "retrieve": READ, "acknowledge": WRITE, "resolve": WRITE}
 
     def list(self, request: Request) -> Response:
@@ -273,12 +293,20 @@ class AlertViewSet(TenantViewSet):
     def _act(self, request: Request, fn: Any) -> Response:
         alert_id = self.object_id()
         selectors.alert_for(tenant_id=self.tenant_id(), alert_id=alert_id)
-        AlertActionIn(data=request.data).is_valid(raise_exception=True)
-        alert = fn(tenant_id=self.tenant_id(), alert_id=alert_id, by=self.principal.principal)
+        action = AlertActionIn(data=request.data)
+        action.is_valid(raise_exception=True)
+        alert = fn(
+            tenant_id=self.tenant_id(),
+            alert_id=alert_id,
+            by=self.principal.principal,
+            comment=action.validated_data.get("comment", ""),
+        )
         return Response(render_alert(alert))
 
+    @extend_schema(request=AlertActionIn, responses={200: AlertOut})
     def acknowledge(self, request: Request, pk: str) -> Response:
         return self._act(request, services.acknowledge_alert)
 
+    @extend_schema(request=AlertActionIn, responses={200: AlertOut})
     def resolve(self, request: Request, pk: str) -> Response:
         return self._act(request, services.resolve_alert)

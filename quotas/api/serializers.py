@@ -5,6 +5,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.utils.dateparse import parse_date, parse_datetime
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from budgeting_site.platform.serializers import ClientIdField, MoneyField, StrictSerializer
@@ -17,6 +19,7 @@ LATEST = datetime(3000, 1, 1, tzinfo=UTC)
 MAX_BATCH = 100
 
 
+@extend_schema_field(OpenApiTypes.DATETIME)
 class InstantField(serializers.Field):
     """An RFC 3339 instant, normalised to UTC; a bare date means 00:00Z (SPEC)."""
 
@@ -133,8 +136,10 @@ class BatchItemIn(AllocateIn):
 
 class BatchListIn(StrictSerializer):
     tenant_id = ClientIdField(required=False, allow_null=True)
+    #: any JSON value per item (a null too): each item is validated on its own, and an item
+    #: that is not a valid allocation is a `failed` result, not a 400 for the whole batch.
     allocations = serializers.ListField(
-        child=serializers.JSONField(), min_length=1, allow_empty=False
+        child=serializers.JSONField(allow_null=True), min_length=1, allow_empty=False
     )
 
 
@@ -283,7 +288,7 @@ def render_quota(quota: Quota) -> dict[str, Any]:
         "max_burst_amount": quota.max_burst_amount,
         "remaining_amount": quota.remaining_amount,
         "burst_used": quota.burst_used,
-        "utilization_ratio": (quota.used_amount / allocated).quantize(Decimal("1e-10")),
+        "utilization_ratio": quota.utilization_ratio,
         "period_start": render_instant(quota.period_start),
         "period_end": render_instant(quota.period_end),
         "auto_renew": quota.auto_renew,
@@ -295,3 +300,156 @@ def render_quota(quota: Quota) -> dict[str, Any]:
         "updated_at": render_instant(quota.updated_at),
         "version": quota.version,
     }
+
+
+# --- Output shapes: what the answers are, for the OpenAPI schema ------------------------------
+# The views render with `render_quota` and dicts; these describe exactly those dicts (the
+# tests validate real answers against the generated schema).
+
+
+def _amount(**kwargs: Any) -> serializers.DecimalField:
+    """An exact decimal rendered as a JSON number (no bounds: ratios may exceed any money)."""
+    return serializers.DecimalField(
+        max_digits=None, decimal_places=None, coerce_to_string=False, **kwargs
+    )
+
+
+def _instant(**kwargs: Any) -> serializers.DateTimeField:
+    return serializers.DateTimeField(**kwargs)
+
+
+class QuotaOut(serializers.Serializer):
+    quota_id = serializers.UUIDField()
+    tenant_id = serializers.CharField()
+    resource_type = serializers.CharField()
+    allocation_type = serializers.ChoiceField(choices=AllocationType.choices)
+    allocated_to_id = serializers.CharField()
+    allocated_amount = _amount()
+    used_amount = _amount()
+    max_burst_amount = _amount()
+    remaining_amount = _amount(help_text="allocated + burst - used, never below 0")
+    burst_used = _amount(help_text="max(0, used - allocated)")
+    utilization_ratio = _amount(help_text="used ÷ allocated")
+    period_start = _instant()
+    period_end = _instant()
+    auto_renew = serializers.BooleanField()
+    renewal_strategy = serializers.ChoiceField(choices=RenewalStrategy.choices)
+    strategy = serializers.DictField(
+        allow_null=True, help_text="how the amount was chosen; null for an explicit amount"
+    )
+    renewed_from = serializers.UUIDField(allow_null=True)
+    renewed_to = serializers.UUIDField(allow_null=True)
+    created_at = _instant()
+    updated_at = _instant()
+    version = serializers.IntegerField()
+
+
+class QuotaPaginationOut(serializers.Serializer):
+    page = serializers.IntegerField()
+    page_size = serializers.IntegerField()
+    total_count = serializers.IntegerField()
+    total_pages = serializers.IntegerField()
+
+
+class QuotaListOut(serializers.Serializer):
+    quotas = QuotaOut(many=True)
+    pagination = QuotaPaginationOut()
+
+
+class QuotaAllocatedOut(serializers.Serializer):
+    quota_id = serializers.UUIDField()
+    allocated_at = _instant()
+    allocated_amount = _amount()
+    resource_type = serializers.CharField()
+    allocation_type = serializers.ChoiceField(choices=AllocationType.choices)
+    allocated_to_id = serializers.CharField()
+    used_amount = _amount()
+    max_burst_amount = _amount()
+    period_start = _instant()
+    period_end = _instant()
+    strategy = serializers.DictField(allow_null=True)
+    receipt_id = serializers.UUIDField()
+    correlation_id = serializers.CharField()
+
+
+@extend_schema_field(
+    {
+        "type": "string",
+        "pattern": "^(created|duplicate|failed)$",
+        "description": "created | duplicate | failed",
+    }
+)
+class BatchItemStatusField(serializers.CharField):
+    """A pattern, not an enum: the cost batch's status has the same choices, and a shared enum
+    component would be renamed (drf-spectacular turns every `enum` into a component)."""
+
+
+class QuotaBatchResultOut(serializers.Serializer):
+    index = serializers.IntegerField()
+    idempotency_key = serializers.CharField(allow_null=True)
+    status = BatchItemStatusField()
+    quota_id = serializers.UUIDField(allow_null=True)
+    allocated_amount = _amount(allow_null=True)
+    error_code = serializers.CharField(allow_null=True)
+    message = serializers.CharField(allow_null=True)
+    receipt_id = serializers.UUIDField()
+
+
+class QuotaBatchOut(serializers.Serializer):
+    """The list form: each item on its own."""
+
+    batch_id = serializers.UUIDField()
+    processed_count = serializers.IntegerField(help_text="items created")
+    duplicate_count = serializers.IntegerField()
+    failed_count = serializers.IntegerField()
+    results = QuotaBatchResultOut(many=True)
+    receipt_id = serializers.UUIDField()
+    correlation_id = serializers.CharField()
+
+
+class QuotaPoolAllocationOut(serializers.Serializer):
+    index = serializers.IntegerField()
+    allocation_type = serializers.ChoiceField(choices=AllocationType.choices)
+    allocated_to_id = serializers.CharField()
+    tier = serializers.IntegerField(allow_null=True)
+    reserved_amount = _amount(allow_null=True)
+    allocated_amount = _amount()
+    quota_id = serializers.UUIDField()
+    receipt_id = serializers.UUIDField()
+
+
+class QuotaPoolOut(serializers.Serializer):
+    """The pool form: one pool split over entities, all or nothing."""
+
+    batch_id = serializers.UUIDField()
+    resource_type = serializers.CharField()
+    strategy = serializers.ChoiceField(choices=list(STRATEGIES))
+    pool_amount = _amount()
+    total_allocated = _amount()
+    period_start = _instant()
+    period_end = _instant()
+    allocations = QuotaPoolAllocationOut(many=True)
+    receipt_id = serializers.UUIDField()
+    correlation_id = serializers.CharField()
+
+
+class QuotaDecisionOut(serializers.Serializer):
+    """The answer of `/quotas/consume` and `/quotas/check`: the quota as it is after the
+    request (as it would be, for a check). With no quota for the target, `allowed` is true and
+    every quota field is null."""
+
+    allowed = serializers.BooleanField()
+    quota_id = serializers.UUIDField(allow_null=True)
+    used_amount = _amount(allow_null=True)
+    allocated_amount = _amount(allow_null=True)
+    max_burst_amount = _amount(allow_null=True)
+    remaining_amount = _amount(allow_null=True)
+    burst_used = _amount(allow_null=True)
+    utilization_ratio = _amount(allow_null=True)
+    warning_level = serializers.ChoiceField(
+        choices=["normal", "warning", "critical", "exhausted"], allow_null=True
+    )
+    period_end = _instant(allow_null=True)
+    reason = serializers.ChoiceField(choices=["QUOTA_EXHAUSTED"], allow_null=True)
+    receipt_id = serializers.UUIDField()
+    correlation_id = serializers.CharField()

@@ -4,7 +4,7 @@ from datetime import timedelta
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -23,6 +23,12 @@ from quotas.api.serializers import (
     BatchListIn,
     ConsumeIn,
     PoolIn,
+    QuotaAllocatedOut,
+    QuotaBatchOut,
+    QuotaDecisionOut,
+    QuotaListOut,
+    QuotaOut,
+    QuotaPoolOut,
     QuotaUpdateIn,
     bool_param,
     render_instant,
@@ -36,8 +42,11 @@ WRITE = roles(TENANT_ADMIN)
 CONSUME = roles(SERVICE, TENANT_ADMIN, TENANT_USER)
 #: SPEC 1.4: quota allocations keep their Idempotency-Key for 7 days.
 ALLOCATION_IDEMPOTENCY_TTL = timedelta(days=7)
-OBJ = {200: OpenApiTypes.OBJECT}
-CREATED = {201: OpenApiTypes.OBJECT}
+BATCH_OUT = PolymorphicProxySerializer(
+    component_name="QuotaBatchAnswer",
+    serializers=[QuotaBatchOut, QuotaPoolOut],
+    resource_type_field_name=None,
+)
 
 
 def _valid(serializer: serializers.Serializer) -> dict[str, Any]:
@@ -55,7 +64,7 @@ class AllocateView(ApiView):
     roles = {"post": WRITE}
     idempotency_ttl = ALLOCATION_IDEMPOTENCY_TTL
 
-    @extend_schema(request=AllocateIn, responses=CREATED, tags=["quotas"])
+    @extend_schema(request=AllocateIn, responses={201: QuotaAllocatedOut}, tags=["quotas"])
     def post(self, request: Request) -> Response:
         data = _strategy_dict(_valid(AllocateIn(data=request.data)))
         quota, receipt = services.allocate_quota(
@@ -87,7 +96,7 @@ class AllocateBatchView(ApiView):
 
     @extend_schema(
         request=OpenApiTypes.OBJECT,
-        responses=CREATED,
+        responses={201: BATCH_OUT},
         tags=["quotas"],
         description="Either `{allocations: [...]}` (list form, partial success) or a pool split "
         "(`resource_type, pool_amount, strategy, entities, ...`), all or nothing.",
@@ -186,7 +195,7 @@ class QuotaListView(ApiView):
 
     @extend_schema(
         operation_id="quotas_list",
-        responses=OBJ,
+        responses={200: QuotaListOut},
         tags=["quotas"],
         parameters=[
             OpenApiParameter("resource_type", str),
@@ -206,9 +215,15 @@ class QuotaListView(ApiView):
                 details={"allocation_type": ["not a valid choice"]},
             )
         for name in ("resource_type", "allocated_to_id"):
-            if len(params.get(name) or "") > 128:
+            value = params.get(name) or ""
+            if len(value) > 128:
                 raise ValidationFailed(
                     f"{name} is at most 128 characters", details={name: ["too long"]}
+                )
+            if "\x00" in value:  # PostgreSQL text cannot hold NUL: a 400, not a 500
+                raise ValidationFailed(
+                    f"{name} must not contain NUL characters",
+                    details={name: ["Null characters are not allowed."]},
                 )
         quotas = selectors.list_quotas(
             tenant_id=self.tenant_id(),
@@ -228,6 +243,8 @@ def _if_match(request: Request) -> int | None:
     if raw is None:
         return None
     text = raw.strip()
+    if text == "*":  # RFC 9110: any current representation, i.e. no version precondition
+        return None
     if text.startswith("W/"):
         text = text[2:]
     text = text.strip('"')
@@ -241,14 +258,14 @@ def _if_match(request: Request) -> int | None:
 class QuotaDetailView(ApiView):
     roles = {"get": READ, "patch": WRITE, "put": WRITE, "delete": WRITE}
 
-    @extend_schema(operation_id="quotas_retrieve", responses=OBJ, tags=["quotas"])
+    @extend_schema(operation_id="quotas_retrieve", responses={200: QuotaOut}, tags=["quotas"])
     def get(self, request: Request, quota_id: str) -> Response:
         quota = selectors.get_quota(
             tenant_id=self.tenant_id(), quota_id=parse_uuid(quota_id, "quota_id")
         )
         return Response(render_quota(quota))
 
-    @extend_schema(request=QuotaUpdateIn, responses=OBJ, tags=["quotas"])
+    @extend_schema(request=QuotaUpdateIn, responses={200: QuotaOut}, tags=["quotas"])
     def patch(self, request: Request, quota_id: str) -> Response:
         pk = parse_uuid(quota_id, "quota_id")
         selectors.get_quota(tenant_id=self.tenant_id(), quota_id=pk)  # 404 before 400
@@ -268,7 +285,7 @@ class QuotaDetailView(ApiView):
         )
         return Response(render_quota(quota))
 
-    @extend_schema(request=QuotaUpdateIn, responses=OBJ, tags=["quotas"])
+    @extend_schema(request=QuotaUpdateIn, responses={200: QuotaOut}, tags=["quotas"])
     def put(self, request: Request, quota_id: str) -> Response:
         return self.patch(request, quota_id)
 
@@ -287,7 +304,7 @@ class ConsumeView(ApiView):
     #: forced for /quotas/check
     always_dry_run = False
 
-    @extend_schema(request=ConsumeIn, responses=OBJ, tags=["quotas"])
+    @extend_schema(request=ConsumeIn, responses={200: QuotaDecisionOut}, tags=["quotas"])
     def post(self, request: Request) -> Response:
         data = _valid(ConsumeIn(data=request.data))
         answer = services.consume(

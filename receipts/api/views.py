@@ -14,6 +14,12 @@ from budgeting_site.platform.pagination import page_params, paginate
 from budgeting_site.platform.permissions import AUDITOR, FINANCIAL_CONTROLLER, TENANT_ADMIN, roles
 from budgeting_site.platform.views import ApiView, parse_uuid
 from receipts import selectors, services
+from receipts.api.serializers import (
+    ReceiptListOut,
+    ReceiptOut,
+    ReceiptVerdictOut,
+    SigningKeysOut,
+)
 from receipts.services import DECISION_STATUSES, GATE_IDS
 
 READ = roles(TENANT_ADMIN, FINANCIAL_CONTROLLER, AUDITOR)
@@ -29,7 +35,10 @@ def parse_instant(value: str | None, name: str) -> datetime | None:
             parsed = datetime.combine(day, time(0), tzinfo=UTC) if day else None
         else:
             parsed = parse_datetime(value)
-    except ValueError:
+        # In UTC; an offset that pushes the instant past year 1 or 9999 is not an instant.
+        if parsed is not None and parsed.tzinfo is not None:
+            parsed = parsed.astimezone(UTC)
+    except (ValueError, OverflowError):
         parsed = None
     if parsed is None or parsed.tzinfo is None:
         raise ValidationFailed(
@@ -71,7 +80,12 @@ class ReceiptListView(ApiView):
 
     roles = {"get": READ}
 
-    @extend_schema(parameters=LIST_PARAMS, responses={200: OpenApiTypes.OBJECT}, tags=["receipts"])
+    @extend_schema(
+        operation_id="receipts_list",
+        parameters=LIST_PARAMS,
+        responses={200: ReceiptListOut},
+        tags=["receipts"],
+    )
     def get(self, request: Request) -> Response:
         start = parse_instant(request.query_params.get("start_time"), "start_time")
         end = parse_instant(request.query_params.get("end_time"), "end_time")
@@ -102,7 +116,14 @@ class ReceiptListView(ApiView):
         return {
             "receipts": _render(window),
             "next_cursor": selectors.encode_cursor(window[-1]) if more else None,
-            "pagination": {"page_size": page_size},
+            # The shape of SPEC 1.4; a cursor walk has no page number, and is not counted (a
+            # count would make every page of a long walk cost as much as the whole table).
+            "pagination": {
+                "page": None,
+                "page_size": page_size,
+                "total_count": None,
+                "total_pages": None,
+            },
         }
 
 
@@ -115,7 +136,7 @@ class ReceiptDetailView(ApiView):
 
     roles = {"get": READ}
 
-    @extend_schema(responses={200: OpenApiTypes.OBJECT}, tags=["receipts"])
+    @extend_schema(operation_id="receipts_retrieve", responses={200: ReceiptOut}, tags=["receipts"])
     def get(self, request: Request, receipt_id: str) -> Response:
         receipt = selectors.receipt_for(
             tenant_id=self.tenant_id(), receipt_id=parse_uuid(receipt_id, "receipt_id")
@@ -129,7 +150,7 @@ class ReceiptKeysView(ApiView):
     roles = {"get": None}
     authentication_classes: list = []
 
-    @extend_schema(auth=[], responses={200: OpenApiTypes.OBJECT}, tags=["receipts"])
+    @extend_schema(auth=[], responses={200: SigningKeysOut}, tags=["receipts"])
     def get(self, request: Request) -> Response:
         return Response(selectors.public_jwks())
 
@@ -142,7 +163,11 @@ class ReceiptVerifyView(ApiView):
     body_names_acting_tenant = False
 
     @extend_schema(
-        request=OpenApiTypes.OBJECT, responses={200: OpenApiTypes.OBJECT}, tags=["receipts"]
+        request=OpenApiTypes.OBJECT,
+        responses={200: ReceiptVerdictOut},
+        tags=["receipts"],
+        description="The receipt object as the body (any object is accepted: what is not a "
+        "well-formed receipt is `valid: false`).",
     )
     def post(self, request: Request) -> Response:
         body = request.data

@@ -180,3 +180,51 @@ def test_malformed_id_is_400(api, auth):
     client = auth(api, "t-acme", ["tenant_admin"])
     _error(client.get(f"{URL}/123"), 400, "VALIDATION_ERROR")
     _error(client.post(f"{URL}/123/resolve"), 400, "VALIDATION_ERROR")
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"start_time": "9999-12-31T23:59:59-01:00"},
+        {"end_time": "0001-01-01T00:00:00+01:00"},
+    ],
+)
+def test_an_offset_past_the_calendar_is_400_not_500(admin, params):
+    _alert()
+
+    body = _error(admin.get(URL, params), 400, "VALIDATION_ERROR")
+
+    assert list(body["details"]) == list(params)
+
+
+def test_time_range_offsets_are_compared_in_utc(admin):
+    _alert(at=datetime(2025, 1, 1, 10, tzinfo=UTC))
+
+    def count(**params):
+        return admin.get(URL, params).json()["pagination"]["total_count"]
+
+    # 10:00Z is 11:00+01:00: [11:00+01:00, ...) includes it, [11:00:01+01:00, ...) does not.
+    assert count(start_time="2025-01-01T11:00:00+01:00") == 1
+    assert count(start_time="2025-01-01T11:00:01+01:00") == 0
+
+
+def test_an_alert_sent_back_as_read_is_accepted_and_the_comment_logged(admin, caplog):
+    alert = _alert()
+    read = admin.get(f"{URL}/{alert.pk}").json()
+
+    with caplog.at_level("INFO", logger="events.services"):
+        response = admin.post(
+            f"{URL}/{alert.pk}/acknowledge", {**read, "comment": "on it"}, format="json"
+        )
+
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "acknowledged"
+    (record,) = [r for r in caplog.records if r.getMessage() == "events.alert_transition"]
+    assert (record.alert_id, record.status, record.by, record.comment) == (
+        str(alert.pk),
+        "acknowledged",
+        "svc-test",
+        "on it",
+    )
+    alert.refresh_from_db()
+    assert (alert.title, alert.occurrences) == ("80% of the budget used", 1)

@@ -259,3 +259,38 @@ def test_nul_characters_are_400_not_500(admin):
     ):
         _error(admin.post(URL, body, format="json"), 400, "VALIDATION_ERROR")
     assert Subscription.objects.count() == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.1/x",  # the resolver's shorthand of 127.0.0.1
+        "http://0x7f000001/x",  # hex
+        "http://2130706433/x",  # one 32-bit number
+        "http://0177.0.0.1/x",  # octal
+        "http://10.1/x",
+        "http://localhost./x",
+        "http://exa mple.com/x",
+        "http://example.com/a b",
+        "http://example.com/\tx",
+        "http://" + "a" * 64 + ".example.com/x",  # a label over 63 characters
+        "http://" + "a." * 130 + "com/x",  # a name over 253 characters
+        "http://a..b.example.com/x",
+    ],
+)
+def test_disguised_loopback_and_malformed_hosts_are_refused_when_written(admin, url):
+    body = _error(
+        admin.post(URL, {**BODY, "webhook_url": url}, format="json"), 400, "VALIDATION_ERROR"
+    )
+
+    assert list(body["details"]) == ["webhook_url"]
+    assert Subscription.objects.count() == 0
+
+
+def test_a_public_literal_and_an_idn_host_are_accepted(admin):
+    assert _create(admin, webhook_url="https://93.184.216.34/in")["webhook_url"] == (
+        "https://93.184.216.34/in"
+    )
+    assert _create(admin, webhook_url="https://bücher.example/in")["webhook_url"] == (
+        "https://bücher.example/in"
+    )

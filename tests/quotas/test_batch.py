@@ -354,3 +354,40 @@ def test_a_listed_quota_from_a_pool_shows_its_strategy(admin):
     quota = admin.get(f"{BASE}/quotas/{batch['allocations'][0]['quota_id']}").json()
 
     assert quota["strategy"] == {"type": "fair_share", "batch_id": batch["batch_id"]}
+
+
+def test_list_form_null_and_scalar_items_fail_on_their_own(admin):
+    body = {"allocations": [item("k1"), None, 7, "x", []]}
+
+    response = post(admin, "/quotas/allocate/batch", body)
+
+    assert response.status_code == 201, response.content
+    answer = response.json()
+    assert (answer["processed_count"], answer["failed_count"]) == (1, 4)
+    assert [(r["index"], r["status"], r["error_code"]) for r in answer["results"]] == [
+        (0, "created", None),
+        (1, "failed", "VALIDATION_ERROR"),
+        (2, "failed", "VALIDATION_ERROR"),
+        (3, "failed", "VALIDATION_ERROR"),
+        (4, "failed", "VALIDATION_ERROR"),
+    ]
+    assert Quota.objects.count() == 1
+
+
+def test_each_batch_item_hash_is_over_its_answer_without_the_receipt_id(admin):
+    from decimal import Decimal
+
+    from receipts.canonical import canonical_bytes, sha256_prefixed, to_jsonable
+
+    body = {"allocations": [item("h1"), item("h1"), item("h2", allocated_amount="2.50"), {}]}
+    answer = post(admin, "/quotas/allocate/batch", body).json()
+
+    signed = receipt(answer["receipt_id"])["result"]["items"]
+    assert [i["index"] for i in signed] == [0, 1, 2, 3]
+    for result, entry in zip(answer["results"], signed, strict=True):
+        assert result["receipt_id"] == answer["receipt_id"]
+        mine = {k: v for k, v in result.items() if k != "receipt_id"}
+        if mine["allocated_amount"] is not None:  # amounts are decimal strings in receipts
+            mine["allocated_amount"] = Decimal(str(mine["allocated_amount"]))
+        assert entry["id"] == result["quota_id"]
+        assert entry["sha256"] == sha256_prefixed(canonical_bytes(to_jsonable(mine)))

@@ -243,3 +243,39 @@ def test_a_fractional_consumption_at_the_boundary_is_exact(admin, svc):
 
     assert (first["allowed"], second["allowed"], third["allowed"]) == (True, True, False)
     assert Quota.objects.get().used_amount == D("0.3")
+
+
+def test_a_ratio_beyond_28_digits_is_answered_exactly_not_500(admin, svc):
+    # 0.0000000001 allocated, a quadrillion of burst: used ÷ allocated = 10^25, which needs
+    # 36 digits at 10 places (the default decimal context holds 28).
+    quota = allocate(admin, allocated_amount="0.0000000001", max_burst_amount=10**15, **PERIOD)
+
+    response = consume(svc, 10**15)
+
+    assert response.status_code == 200, response.content
+    answer = response.json()
+    assert (answer["allowed"], answer["warning_level"]) == (True, "critical")
+    assert D(answer["utilization_ratio"]) == D(10**25)
+    assert D(answer["remaining_amount"]) == D("0.0000000001")
+    detail = admin.get(f"/budget/v1/quotas/{quota['quota_id']}")
+    assert detail.status_code == 200
+    assert D(detail.json()["utilization_ratio"]) == D(10**25)
+    assert receipt(answer["receipt_id"])["result"]["utilization_ratio"] == "1" + "0" * 25
+
+
+def test_no_quota_answer_has_every_field_of_the_answer_as_null(svc):
+    answer = consume(svc, 3).json()
+
+    assert {k: v for k, v in answer.items() if k not in ("receipt_id", "correlation_id")} == {
+        "allowed": True,
+        "quota_id": None,
+        "used_amount": None,
+        "allocated_amount": None,
+        "max_burst_amount": None,
+        "remaining_amount": None,
+        "burst_used": None,
+        "utilization_ratio": None,
+        "warning_level": None,
+        "period_end": None,
+        "reason": None,
+    }

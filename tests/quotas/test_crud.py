@@ -257,3 +257,25 @@ def test_a_deleted_quota_stops_applying(admin, svc):
     assert answer["quota_id"] is None
     assert Quota.objects.get().deleted_at is not None  # kept for history
     assert admin.delete(url(created["quota_id"])).status_code == 404
+
+
+@pytest.mark.parametrize("name", ["resource_type", "allocated_to_id"])
+def test_nul_in_a_list_filter_is_400_not_500(admin, name):
+    allocate(admin)
+
+    response = admin.get(f"{BASE}/quotas", {name: "a\x00b"})
+
+    assert response.status_code == 400, response.content
+    assert response.json()["error_code"] == "VALIDATION_ERROR"
+    assert response.json()["details"] == {name: ["Null characters are not allowed."]}
+
+
+def test_if_match_star_is_no_version_precondition(admin):
+    created = allocate(admin, allocated_amount=100)
+
+    response = admin.patch(
+        url(created["quota_id"]), {"allocated_amount": 120}, format="json", HTTP_IF_MATCH="*"
+    )
+
+    assert response.status_code == 200, response.content
+    assert (D(response.json()["allocated_amount"]), response.json()["version"]) == (D(120), 2)

@@ -338,3 +338,28 @@ def test_hostile_verify_bodies_never_500(auditor):
         response = auditor.post(f"{URL}/verify", payload, format="json")
         assert response.status_code == 200, response.content
         assert response.json()["valid"] is False
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"start_time": "9999-12-31T23:59:59-01:00"},
+        {"end_time": "0001-01-01T00:00:00+01:00"},
+    ],
+)
+def test_an_offset_past_the_calendar_is_400_not_500(auditor, params):
+    _emit()
+
+    body = _error(auditor.get(URL, params), 400, "VALIDATION_ERROR")
+
+    assert list(body["details"]) == list(params)
+
+
+@pytest.mark.parametrize("at", ["9999-12-31T23:59:59-01:00", "0001-01-01T00:00:00+01:00"])
+def test_a_forged_cursor_past_the_calendar_is_400_not_500(auditor, at):
+    _emit()
+    forged = base64.urlsafe_b64encode(json.dumps([at, str(uuid4())]).encode()).decode()
+
+    body = _error(auditor.get(URL, {"cursor": forged.rstrip("=")}), 400, "VALIDATION_ERROR")
+
+    assert body["details"] == {"cursor": ["not a cursor from this API"]}
