@@ -4,13 +4,15 @@ the database store's usage as read-only ledgers."""
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from budgeting_site.platform.admin_scoping import ROLE_TABLE, TenantScopedAdmin
 from budgeting_site.platform.errors import DomainError
 from ratelimits import services
-from ratelimits.engine.effective import validate_overrides
+from ratelimits.api.serializers import MAX_LIMIT_VALUE, MAX_WINDOW_SECONDS
+from ratelimits.engine.effective import exactness_problem, validate_overrides
 from ratelimits.models import EmergencyGrant, RateLimitPolicy, RateLimitUsage
 
 READ = ROLE_TABLE["ratelimits"].read
@@ -40,6 +42,35 @@ class PolicyForm(forms.ModelForm):
         if errors:
             raise forms.ValidationError([f"{k}: {v}" for k, v in errors.items()])
         return value
+
+    def clean(self) -> dict[str, Any]:
+        # The same bounds as the API's (SPEC 8: the admin writes through the same rules).
+        data: dict[str, Any] = super().clean() or {}
+        limit, window = data.get("limit_value"), data.get("time_window_seconds")
+        algorithm = data.get("algorithm")
+        if limit is None or window is None or not algorithm or "overrides" not in data:
+            return data
+        if limit > MAX_LIMIT_VALUE:
+            self.add_error("limit_value", f"at most {MAX_LIMIT_VALUE}")
+        elif window > MAX_WINDOW_SECONDS:
+            self.add_error("time_window_seconds", f"at most {MAX_WINDOW_SECONDS}")
+        elif (data.get("burst_capacity") or 0) > MAX_LIMIT_VALUE:
+            self.add_error("burst_capacity", f"at most {MAX_LIMIT_VALUE}")
+        elif algorithm == "sliding_window_log" and limit > settings.RATELIMIT_SLIDING_LOG_MAX:
+            self.add_error(
+                "limit_value", f"at most {settings.RATELIMIT_SLIDING_LOG_MAX} for a sliding log"
+            )
+        else:
+            problem = exactness_problem(
+                limit_value=limit,
+                time_window_seconds=window,
+                algorithm=algorithm,
+                burst_capacity=data.get("burst_capacity") or 0,
+                overrides=data.get("overrides"),
+            )
+            if problem is not None:
+                self.add_error("limit_value", problem)
+        return data
 
 
 class GrantInline(ReadOnly, admin.TabularInline):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import BigIntegerField, JSONField, QuerySet, Sum
+from django.db.models.fields.json import KeyTextTransform, KeyTransform
+from django.db.models.functions import Cast
 
 from budgeting_site.platform import clock
 from ratelimits.exceptions import PolicyNotFound
@@ -143,16 +146,38 @@ def throttle_for(
 
 
 def usage_over(*, tenant_id: str, policy_id: uuid.UUID, since: datetime) -> int:
-    """Admitted requests of a policy since an instant, from its rate-limit receipts."""
+    """Requests a policy admitted since an instant: the `request_count`s of its rate-limit
+    receipts whose check was admitted and was not a dry run (a dry run consumes nothing).
+
+    Receipts keep only their signed canonical text, so rows are found by the policy's
+    `"<id>@` (its entry in `policy_version_ids`) and summed from the JSON in the database. A
+    `warn` receipt means some shadow policy denied; whether it was this one is read from the
+    receipt's verdicts (rare, so read in Python).
+    """
     from receipts.models import Receipt
 
-    return Receipt.objects.filter(
-        tenant_id=tenant_id,
-        gate_id="rate-limit-check",
-        timestamp_utc__gte=since,
-        decision_status__in=["pass", "warn"],
-        canonical__contains=str(policy_id),
-    ).count()
+    doc = Cast("canonical", output_field=JSONField())
+    rows = (
+        Receipt.objects.filter(
+            tenant_id=tenant_id,
+            gate_id="rate-limit-check",
+            timestamp_utc__gte=since,
+            canonical__contains=f'"{policy_id}@',
+        )
+        .annotate(doc=doc)
+        .filter(doc__inputs__dry_run=False)
+    )
+    count = Cast(
+        KeyTextTransform("request_count", KeyTransform("inputs", "doc")), BigIntegerField()
+    )
+    passed = rows.filter(decision_status="pass").aggregate(total=Sum(count))["total"] or 0
+    warned = 0
+    for canonical in rows.filter(decision_status="warn").values_list("canonical", flat=True):
+        body = json.loads(canonical)
+        verdicts = (body.get("result") or {}).get("policies") or []
+        if any(v.get("policy_id") == str(policy_id) and v.get("allowed") for v in verdicts):
+            warned += int((body.get("inputs") or {}).get("request_count") or 0)
+    return int(passed) + warned
 
 
 __all__ = [

@@ -41,9 +41,11 @@ from ratelimits.engine import (
     ReceiptSpec,
     Store,
     StoredReceipt,
+    compile_spec,
 )
 from ratelimits.engine.effective import resolve, usage_factor
 from ratelimits.engine.stores.base import decode_decided, encode_decided
+from ratelimits.engine.types import MAX_EXACT
 from ratelimits.exceptions import DuplicatePolicy, InvalidPolicy, StalePolicyVersion
 from ratelimits.models import (
     EmergencyGrant,
@@ -69,6 +71,12 @@ def store_keeps_idempotency() -> bool:
     from ratelimits.db_store import DatabaseStore
 
     return not isinstance(runtime.policy_store(), DatabaseStore)
+
+
+def api_limit_rides_with_check() -> bool:
+    """Whether this API's own limit is decided in the check's own store round trip (SPEC 1.5):
+    true when one store holds both (Redis); the embedded default keeps it in memory."""
+    return runtime.policy_store() is runtime.api_store()
 
 
 POLICY_FIELDS = (
@@ -291,8 +299,23 @@ def emergency_capacity_request(
                 at=now,
             )
             approval_id = requested.approval.pk
-            grant.approval_id = approval_id
-            grant.save(force_insert=True)
+            existing = (
+                None
+                if requested.created
+                else EmergencyGrant.objects.filter(
+                    tenant_id=tenant_id,
+                    approval_id=approval_id,
+                    status=GrantStatus.PENDING_APPROVAL,
+                ).first()
+            )
+            if existing is not None:
+                # A repeat while the first request waits: the same request, not a second
+                # grant riding on the same approval (which would double the extra).
+                grant = existing
+            else:
+                grant.approval_id = approval_id
+                grant.save(force_insert=True)
+            receipt_id = _grant_request_receipt(grant, principal.actor).receipt_id
         else:
             grant.starts_at = now
             grant.ends_at = now + timedelta(seconds=duration_seconds)
@@ -300,6 +323,30 @@ def emergency_capacity_request(
             receipt_id = _grant_receipt(grant, principal.actor).receipt_id
             _after_commit_bump(tenant_id)
     return GrantOutcome(grant, approval_id, receipt_id)
+
+
+def _grant_request_receipt(grant: EmergencyGrant, actor: dict[str, Any]) -> Any:
+    """A request past 4 h waits for a human: escalated, so `soft_block` (SPEC 6)."""
+    return emit_receipt(
+        tenant_id=grant.tenant_id,
+        gate_id="approval",
+        inputs={
+            "policy_id": grant.policy_id,
+            "extra_requests": grant.extra_requests,
+            "duration_seconds": grant.duration_seconds,
+        },
+        result={
+            "grant_id": grant.pk,
+            "approval_id": grant.approval_id,
+            "status": grant.status,
+            "requires_approval": True,
+        },
+        decision_status="soft_block",
+        rationale="emergency capacity past 4 hours waits for an approval",
+        badges=["emergency_capacity", "approval_requested"],
+        policy_version_ids=[f"{grant.policy_id}@{grant.policy.version}"],
+        actor=actor,
+    )
 
 
 def _grant_receipt(grant: EmergencyGrant, actor: dict[str, Any]) -> Any:
@@ -414,7 +461,10 @@ def enforce_api_limit(*, tenant_id: str, limit_class: str) -> tuple[bool, dict[s
     if spec is None:
         return True, {}
     store = runtime.api_store()
-    result = store.check(CheckBatch(tenant=tenant_id, api_limit=spec))
+    # The same clock as the check's own round trip (which carries this limit too on Redis).
+    result = store.check(
+        CheckBatch(tenant=tenant_id, api_limit=spec), now_ms=runtime.injected_now_ms(store)
+    )
     decision = result.api
     if decision is None:
         return True, {}
@@ -445,12 +495,28 @@ def _policy_spec(
     if algorithm is Algorithm.SLIDING_WINDOW_LOG:
         # A log's size is capped: a priority or grant cannot take it past the maximum.
         limit = min(limit, settings.RATELIMIT_SLIDING_LOG_MAX)
+    burst = policy.burst_capacity
+    if algorithm.is_bucket and (limit + burst + 1) * policy.time_window_seconds * 1000 >= MAX_EXACT:
+        # Check-time factors (priority, emergency capacity, time of day) took the bucket past
+        # what can be decided exactly: the engine lowers it to the largest exact limit; use
+        # that here too, so the answer and the receipt name the limit actually applied.
+        exact = compile_spec(
+            LimitSpec(
+                key="exact",
+                algorithm=algorithm,
+                limit=limit,
+                window_seconds=policy.time_window_seconds,
+                burst=burst,
+                drain_limit=eff.drain_limit,
+            )
+        )
+        limit, burst = exact.limit, exact.burst
     spec = LimitSpec(
         key=f"{policy.id}:{key}",
         algorithm=algorithm,
         limit=limit,
         window_seconds=policy.time_window_seconds,
-        burst=policy.burst_capacity,
+        burst=burst,
         drain_limit=eff.drain_limit,
         cost=req.request_count,
         shadow=policy.mode == "shadow",
@@ -587,6 +653,10 @@ def check(
         return _replayed_answer(req, result, batch)
 
     body, headers = _render(req, policies, result, receipt_id, correlation_id, batch)
+    if not headers and result.api is not None:
+        # No policy decided: the headers describe this API's own limit, as on every other
+        # authenticated answer (SPEC 1.5).
+        headers = api_limit_headers("rate_limit_check", result.api, result.now_ms)
     if result.degraded and batch.receipt is not None:
         write_receipt_now(
             StoredReceipt(
@@ -655,6 +725,8 @@ def _replayed_answer(req: CheckRequest, result: CheckResult, batch: CheckBatch) 
     body, headers = _render(
         req, snaps, first, result.receipt_id or "", facts.get("correlation_id", ""), batch
     )
+    if not headers and result.api is not None:
+        headers = api_limit_headers("rate_limit_check", result.api, result.now_ms)
     headers["Idempotent-Replayed"] = "true"
     return CheckAnswer(body, headers, 200 if result.allowed else settings.RATELIMIT_DENY_STATUS)
 
@@ -892,16 +964,23 @@ def adjust_usage_factors(*, at: datetime | None = None) -> int:
         config = (policy.overrides or {}).get("usage_pattern_analysis")
         if not config or not config.get("enabled"):
             continue
-        lookback = int(config.get("lookback_seconds") or policy.time_window_seconds)
-        used = selectors.usage_over(
-            tenant_id=policy.tenant_id, policy_id=policy.pk, since=at - timedelta(seconds=lookback)
-        )
-        factor = usage_factor(
-            config,
-            used=used,
-            limit_value=policy.limit_value,
-            window_seconds=policy.time_window_seconds,
-        )
+        try:
+            lookback = int(config.get("lookback_seconds") or policy.time_window_seconds)
+            used = selectors.usage_over(
+                tenant_id=policy.tenant_id,
+                policy_id=policy.pk,
+                since=at - timedelta(seconds=lookback),
+            )
+            factor = usage_factor(
+                config,
+                used=used,
+                limit_value=policy.limit_value,
+                window_seconds=policy.time_window_seconds,
+            )
+        except (ArithmeticError, ValueError, TypeError, OverflowError):
+            # One policy's unusable settings must not stop the job for every other policy.
+            logger.exception("ratelimit.usage_factor_failed", extra={"policy_id": str(policy.pk)})
+            continue
         if factor != policy.usage_factor:
             RateLimitPolicy.objects.filter(pk=policy.pk).update(
                 usage_factor=factor, usage_factor_updated_at=at

@@ -7,7 +7,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from budgeting_site.platform.serializers import ClientIdField, StrictSerializer
-from ratelimits.engine.effective import PRIORITIES, validate_overrides
+from ratelimits.engine.effective import PRIORITIES, exactness_problem, validate_overrides
 from ratelimits.models import AlgorithmChoice, FailModeChoice, Mode, ScopeType
 
 
@@ -33,6 +33,9 @@ class OverridesField(serializers.Field):
         return value
 
 
+MAX_LIMIT_VALUE = 10**12
+MAX_WINDOW_SECONDS = 366 * 86_400
+
 SERVER_OWNED = frozenset({"policy_id", "created_at", "updated_at", "usage_factor"})
 
 
@@ -46,12 +49,12 @@ class PolicyIn(StrictSerializer):
     scope_type = serializers.ChoiceField(choices=ScopeType.choices, default=ScopeType.TENANT)
     scope_id = ClientIdField(required=False, allow_blank=False)
     resource_type = ClientIdField()
-    limit_value = serializers.IntegerField(min_value=1, max_value=10**12)
-    time_window_seconds = serializers.IntegerField(min_value=1, max_value=366 * 86_400)
+    limit_value = serializers.IntegerField(min_value=1, max_value=MAX_LIMIT_VALUE)
+    time_window_seconds = serializers.IntegerField(min_value=1, max_value=MAX_WINDOW_SECONDS)
     algorithm = serializers.ChoiceField(
         choices=AlgorithmChoice.choices, default=AlgorithmChoice.TOKEN_BUCKET
     )
-    burst_capacity = serializers.IntegerField(min_value=0, max_value=10**12, default=0)
+    burst_capacity = serializers.IntegerField(min_value=0, max_value=MAX_LIMIT_VALUE, default=0)
     overrides = OverridesField(required=False, allow_null=True)
     mode = serializers.ChoiceField(choices=Mode.choices, default=Mode.ENFORCE)
     fail_mode = serializers.ChoiceField(choices=FailModeChoice.choices, default=FailModeChoice.OPEN)
@@ -88,7 +91,23 @@ class PolicyIn(StrictSerializer):
                     ]
                 }
             )
+        if algorithm is not None and limit is not None and "time_window_seconds" in attrs:
+            _require_exact(attrs)
         return attrs
+
+
+def _require_exact(attrs: dict[str, Any]) -> None:
+    problem = exactness_problem(
+        limit_value=attrs["limit_value"],
+        time_window_seconds=attrs["time_window_seconds"],
+        algorithm=attrs["algorithm"],
+        burst_capacity=attrs.get("burst_capacity") or 0,
+        overrides=attrs.get("overrides"),
+    )
+    if problem is not None:
+        raise serializers.ValidationError(
+            {"limit_value": [problem], "time_window_seconds": [problem]}
+        )
 
 
 class EmergencyCapacityIn(StrictSerializer):

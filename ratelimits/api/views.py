@@ -3,13 +3,16 @@
 from typing import Any
 
 from django.conf import settings
+from django.http import HttpResponseBase
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
+from rest_framework import serializers
+from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from budgeting_site.platform import idempotency
-from budgeting_site.platform.errors import Forbidden, RateLimited, ValidationFailed
+from budgeting_site.platform.errors import DomainError, Forbidden, RateLimited, ValidationFailed
 from budgeting_site.platform.pagination import paginate
 from budgeting_site.platform.permissions import (
     AUDITOR,
@@ -147,6 +150,10 @@ class PolicyViewSet(TenantViewSet):
         data = PolicyIn(data=request.data)
         data.is_valid(raise_exception=True)
         values = dict(data.validated_data)
+        # PUT replaces the definition: optional fields left out take their defaults, as the
+        # ones with a serializer default (mode, fail_mode, burst_capacity, ...) already do.
+        values.setdefault("overrides", {})
+        values.setdefault("policy_name", "")
         expected = values.pop("version", None)
         if_match = request.headers.get("If-Match")
         if expected is None and if_match:
@@ -197,12 +204,47 @@ class PolicyViewSet(TenantViewSet):
     responses={200: OpenApiTypes.OBJECT, 429: OpenApiTypes.OBJECT},
 )
 class CheckView(ApiView):
-    """`POST /rate-limits/check`: the whole decision in one store round trip."""
+    """`POST /rate-limits/check`: the whole decision in one store round trip.
+
+    Order of checks (SPEC 1.3: 401 → 429 → 403 → 400 → 422). Where this API's own limit rides
+    in the check's store round trip (Redis), a request refused before that round trip (403,
+    400, ...) asks this API's own limit alone first, so an exhausted caller gets its 429 and
+    every authenticated answer carries the limit's headers. Where it lives in another store
+    (the embedded default keeps it in memory), the platform enforces it in its usual place.
+    """
 
     roles = {"post": CHECK_DRY_RUN}
     rate_limit_class = "rate_limit_check"
-    # This API's own limit is decided inside the check's own store round trip.
-    api_limit_in_handler = True
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponseBase | None:
+        # This API's own limit is decided inside the check's own store round trip when the
+        # policy store also holds this API's limits.
+        self.api_limit_in_handler = services.api_limit_rides_with_check()
+        try:
+            return super().initial(request, *args, **kwargs)
+        except (DomainError, APIException) as exc:
+            self._api_limit_before_refusal(exc)
+            raise
+
+    def _api_limit_before_refusal(self, exc: DomainError | APIException) -> None:
+        status = exc.status if isinstance(exc, DomainError) else exc.status_code
+        if (
+            not self.api_limit_in_handler
+            or settings.API_RATE_LIMITS is None
+            or status in (401, 405, 429)
+            or getattr(self.request, "user", None) is None
+        ):
+            return
+        allowed, headers = services.enforce_api_limit(
+            tenant_id=self.principal.tenant_id, limit_class=self.rate_limit_class
+        )
+        if not allowed:
+            raise RateLimited(
+                "This API's rate limit for your tenant is exhausted",
+                details={"limit_class": self.rate_limit_class},
+                headers=headers,
+            ) from exc
+        self._extra_headers.update(headers)
 
     def _begin_idempotency(self, request: Request) -> Any:
         # Stores that keep the key inside the check's own atomic step (Redis, memory) need no
@@ -225,28 +267,16 @@ class CheckView(ApiView):
         return None
 
     def post(self, request: Request) -> Response:
-        data = CheckIn(data=request.data)
-        data.is_valid(raise_exception=True)
-        values = data.validated_data
-        if not values["dry_run"] and not self.principal.has_any(CHECK):
-            raise Forbidden("Your roles allow only a dry run of this check")
-        scopes = dict(values.get("scopes") or {})
-        scopes.pop("tenant", None)
-        if "scope_type" in values and values["scope_type"] != ScopeType.TENANT:
-            scopes[values["scope_type"]] = values["scope_id"]
+        try:
+            req = self._parse(request)
+        except (DomainError, APIException) as exc:
+            self._api_limit_before_refusal(exc)
+            raise
         keyed = getattr(self, "_check_idempotency", None)
         answer = services.check(
-            req=services.CheckRequest(
-                tenant_id=self.tenant_id(),
-                resource_type=values["resource_type"],
-                request_count=values["request_count"],
-                priority=values["priority"],
-                resource_key=values.get("resource_key") or None,
-                scopes=scopes,
-                dry_run=values["dry_run"],
-            ),
+            req=req,
             principal=self.principal,
-            with_api_limit=settings.API_RATE_LIMITS is not None,
+            with_api_limit=self.api_limit_in_handler and settings.API_RATE_LIMITS is not None,
             idempotency_key=keyed[0] if keyed else None,
             fingerprint=keyed[1] if keyed else None,
         )
@@ -257,3 +287,27 @@ class CheckView(ApiView):
                 headers=answer.headers,
             )
         return Response(answer.body, status=answer.status, headers=answer.headers)
+
+    def _parse(self, request: Request) -> services.CheckRequest:
+        # The read roles may only dry-run (SPEC 1.1): that 403 comes before any 400 of the
+        # body, so it is decided from the raw flag.
+        if not self.principal.has_any(CHECK):
+            raw = request.data.get("dry_run") if isinstance(request.data, dict) else None
+            if raw not in serializers.BooleanField.TRUE_VALUES:
+                raise Forbidden("Your roles allow only a dry run of this check")
+        data = CheckIn(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        scopes = dict(values.get("scopes") or {})
+        scopes.pop("tenant", None)
+        if "scope_type" in values and values["scope_type"] != ScopeType.TENANT:
+            scopes[values["scope_type"]] = values["scope_id"]
+        return services.CheckRequest(
+            tenant_id=self.tenant_id(),
+            resource_type=values["resource_type"],
+            request_count=values["request_count"],
+            priority=values["priority"],
+            resource_key=values.get("resource_key") or None,
+            scopes=scopes,
+            dry_run=values["dry_run"],
+        )

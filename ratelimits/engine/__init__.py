@@ -34,6 +34,7 @@ from .types import (
     Outcome,
     ReceiptSpec,
     compile_spec,
+    exactly_decidable,
 )
 
 __all__ = [
@@ -58,4 +59,5 @@ __all__ = [
     "Store",
     "StoredReceipt",
     "compile_spec",
+    "exactly_decidable",
 ]

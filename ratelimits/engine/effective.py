@@ -16,12 +16,21 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import ROUND_FLOOR, Decimal, InvalidOperation, localcontext
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation, Overflow, localcontext
 from typing import Any
+
+from .types import MAX_COUNT, Algorithm, LimitSpec, exactly_decidable
 
 ONE = Decimal(1)
 USAGE_FACTOR_MIN = Decimal("0.5")
 USAGE_FACTOR_MAX = Decimal("2.0")
+#: The largest multiplier or threshold a policy's overrides may hold (SPEC 3.3 names no bound;
+#: the defaults go up to 2.0). Keeps every product finite and every limit meaningful.
+MAX_MULTIPLIER = Decimal(1000)
+#: The largest standing `overrides.emergency_capacity` (the same bound as `limit_value`).
+MAX_EMERGENCY_CAPACITY = 10**12
+#: The longest usage-pattern look-back: a year and a day, as for `time_window_seconds`.
+MAX_LOOKBACK_SECONDS = 366 * 86_400
 
 PRIORITIES = ("critical", "high", "normal", "low")
 DEFAULT_PRIORITY_MULTIPLIERS: Mapping[str, Decimal] = {
@@ -170,10 +179,18 @@ def effective_limit(
     throttle: Decimal = ONE,
     emergency_extra: int = 0,
 ) -> int:
+    """At least 1, and at most MAX_COUNT: factors written before they were bounded (or a
+    product too large for a Decimal) give the largest limit the engine decides exactly."""
     with localcontext() as ctx:
         ctx.prec = 60
-        product = Decimal(limit_value) * priority * time_of_day * usage * throttle
-    return max(1, _floor(product) + emergency_extra)
+        ctx.traps[Overflow] = False
+        try:
+            product = Decimal(limit_value) * priority * time_of_day * usage * throttle
+        except InvalidOperation:
+            product = Decimal(MAX_COUNT)
+        if not product.is_finite() or product >= MAX_COUNT:
+            product = Decimal(MAX_COUNT)
+    return min(MAX_COUNT, max(1, _floor(product) + emergency_extra))
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,11 +260,14 @@ def validate_overrides(overrides: Any) -> dict[str, str]:
             errors[f"overrides.{name}"] = "unknown field"
 
     def positive(path: str, value: Any) -> None:
+        message = f"must be a number > 0 and <= {MAX_MULTIPLIER}"
         try:
-            if to_decimal(value) <= 0:
-                errors[path] = "must be a number > 0"
+            number = to_decimal(value)
         except ValueError:
-            errors[path] = "must be a number > 0"
+            errors[path] = message
+            return
+        if not 0 < number <= MAX_MULTIPLIER:
+            errors[path] = message
 
     def hour(path: str, value: Any, low: int, high: int) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -319,14 +339,60 @@ def validate_overrides(overrides: Any) -> dict[str, str]:
                 errors[f"{base}.enabled"] = "must be a boolean"
             lookback = upa.get("lookback_seconds")
             if lookback is not None and (
-                isinstance(lookback, bool) or not isinstance(lookback, int) or lookback < 1
+                isinstance(lookback, bool)
+                or not isinstance(lookback, int)
+                or not 1 <= lookback <= MAX_LOOKBACK_SECONDS
             ):
-                errors[f"{base}.lookback_seconds"] = "must be an integer >= 1"
+                errors[f"{base}.lookback_seconds"] = (
+                    f"must be an integer in 1..{MAX_LOOKBACK_SECONDS}"
+                )
             for name in USAGE_DEFAULTS:
                 if name in upa:
                     positive(f"{base}.{name}", upa[name])
 
     ec = overrides.get("emergency_capacity")
-    if ec is not None and (isinstance(ec, bool) or not isinstance(ec, int) or ec < 0):
-        errors["overrides.emergency_capacity"] = "must be an integer >= 0"
+    if ec is not None and (
+        isinstance(ec, bool) or not isinstance(ec, int) or not 0 <= ec <= MAX_EMERGENCY_CAPACITY
+    ):
+        errors["overrides.emergency_capacity"] = (
+            f"must be an integer in 0..{MAX_EMERGENCY_CAPACITY}"
+        )
     return errors
+
+
+def exactness_problem(
+    *,
+    limit_value: int,
+    time_window_seconds: int,
+    algorithm: str,
+    burst_capacity: int = 0,
+    overrides: Mapping[str, Any] | None = None,
+) -> str | None:
+    """Why a policy cannot be decided exactly at its highest priority, or None.
+
+    A bucket's level is an integer count of units (`compile_spec`) that must stay below 2**53;
+    a policy past that is refused when written. (At check time, factors that take a limit past
+    it lower the limit to the largest exact one instead of failing.) Expects valid overrides.
+    """
+    multipliers = dict(DEFAULT_PRIORITY_MULTIPLIERS)
+    for name, value in ((overrides or {}).get("priority_multipliers") or {}).items():
+        multipliers[name] = to_decimal(value)
+    limit = effective_limit(
+        limit_value,
+        priority=max(multipliers.values()),
+        emergency_extra=int((overrides or {}).get("emergency_capacity") or 0),
+    )
+    spec = LimitSpec(
+        key="validate",
+        algorithm=Algorithm(algorithm),
+        limit=limit,
+        window_seconds=time_window_seconds,
+        burst=burst_capacity,
+        drain_limit=limit_value,
+    )
+    if exactly_decidable(spec):
+        return None
+    return (
+        "limit_value and burst_capacity are too large for this time_window_seconds to be "
+        "decided exactly; lower them or use a shorter window"
+    )

@@ -15,6 +15,9 @@ from math import gcd
 # Lua numbers are IEEE doubles: integers are exact up to 2**53, so every quantity the Redis
 # script handles must stay below it. Limits this large are refused when compiled.
 MAX_EXACT = 2**53
+#: Limits, bursts, drain rates and request counts are capped here, so that any sum of two of
+#: them stays an exact integer in a double.
+MAX_COUNT = 2**51
 
 
 class Algorithm(enum.StrEnum):
@@ -128,21 +131,60 @@ class Compiled:
         return (self.limit + self.burst) * self.unit
 
 
+def _units(window_ms: int, drain_limit: int) -> tuple[int, int]:
+    g = gcd(drain_limit, window_ms)
+    return window_ms // g, drain_limit // g
+
+
+def exactly_decidable(spec: LimitSpec) -> bool:
+    """Whether `spec`, as given, can be decided without lowering anything (see compile_spec).
+
+    For validating a policy when it is written: a bucket holds (limit + burst + n) x unit
+    units, which must stay below 2**53 for the Lua script's doubles to be exact.
+    """
+    if spec.limit + spec.burst + spec.cost >= MAX_COUNT:
+        return False
+    if not spec.algorithm.is_bucket:
+        return True
+    drain_limit = spec.drain_limit if spec.drain_limit is not None else spec.limit
+    unit, _ = _units(spec.window_seconds * 1000, min(drain_limit, MAX_COUNT))
+    return (spec.limit + spec.burst + spec.cost) * unit < MAX_EXACT
+
+
 def compile_spec(spec: LimitSpec, *, sliding_log_max: int | None = None) -> Compiled:
-    limit = spec.limit
+    """The integers of one check. Total for every valid spec: nothing here raises for size.
+
+    - A request of n > L + B can never be admitted, and every answer for it (denied,
+      remaining, reset, retry) is the same as for n = L + B + 1: n is capped there, so a huge
+      `request_count` costs neither memory (a sliding log's n entries) nor exactness.
+    - Limits, bursts and drain rates are capped at MAX_COUNT (2**51) so sums stay exact.
+    - A bucket whose (L + B + n) x unit would reach 2**53 has its limit (then its burst)
+      lowered to the largest that is exact; the decision carries the limit actually applied.
+      Policies are validated when written (`exactly_decidable`), so only factors applied at
+      check time (priority, emergency capacity, time of day) can get here.
+    """
+    limit = min(spec.limit, MAX_COUNT)
+    burst = min(spec.burst, MAX_COUNT)
     if spec.algorithm is Algorithm.SLIDING_WINDOW_LOG and sliding_log_max is not None:
         # A log holds one member per admitted request: its size is what is capped.
         limit = min(limit, sliding_log_max)
     window_ms = spec.window_seconds * 1000
     drain_limit = spec.drain_limit if spec.drain_limit is not None else spec.limit
-    g = gcd(drain_limit, window_ms)
-    unit, drain = window_ms // g, drain_limit // g
-    compiled = Compiled(spec.algorithm, spec.cost, limit, spec.burst, window_ms, unit, drain)
-    biggest = (compiled.capacity_units + spec.cost * unit) if spec.algorithm.is_bucket else 0
+    unit, drain = _units(window_ms, min(drain_limit, MAX_COUNT))
+    if spec.algorithm.is_bucket:
+        # Units for limit + burst, plus room for n <= limit + burst + 1 on top.
+        room = ((MAX_EXACT - 1) // unit - 1) // 2
+        if limit + burst > room:
+            limit = max(1, min(limit, room))
+            burst = max(0, min(burst, room - limit))
+    n = min(spec.cost, limit + burst + 1)
+    compiled = Compiled(spec.algorithm, n, limit, burst, window_ms, unit, drain)
+    biggest = (compiled.capacity_units + n * unit) if spec.algorithm.is_bucket else 0
     if biggest >= MAX_EXACT:
+        # Only a window of tens of thousands of years gets here.
         raise ValueError(
             "limit, burst and window are too large to be decided exactly "
-            f"({biggest} >= 2**53 units); use a shorter window or a smaller limit"
+            f"({biggest} >= 2**53 units); use a shorter window"
         )
     return compiled
 

@@ -188,9 +188,11 @@ def test_unreachable_redis_answers_by_fail_mode_within_the_timeout(
         assert response.status_code == 200, response.content
         body = response.json()
         assert body["degraded"] is True and body["allowed"] is allowed
-    # The first checks pay the timeout; then the breaker answers at once.
-    assert timings[0] < 1.0
-    assert min(timings[3:]) < 0.2
+    # The first checks pay the 50 ms timeout; then the breaker answers at once. The bounds
+    # only prove "no hang" (a client without a timeout waits forever on a blackhole) with
+    # room for a busy CI machine; speed itself is measured in bench/.
+    assert timings[0] < 3.0
+    assert min(timings[3:]) < 0.5
 
 
 @pytest.mark.redis

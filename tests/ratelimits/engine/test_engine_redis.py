@@ -201,14 +201,15 @@ def test_unreachable_redis_answers_by_fail_mode_within_the_timeout(
         elapsed = time.perf_counter() - started
         assert r.degraded and r.allowed is allowed
         assert r.degraded_reason in {"timeout", "error"}
-        # connect + one read, each bounded by the timeout; generous slack for a busy machine
-        assert elapsed < 2 * timeout + 0.15
+        # connect + one read, each bounded by the timeout; the slack is for a busy machine:
+        # the point is "bounded", not "fast" (a client without a timeout hangs forever).
+        assert elapsed < 2 * timeout + 1.0
     # The breaker is open now: a dead Redis costs nothing per request.
     started = time.perf_counter()
     for _ in range(200):
         r = store.check(batch)
         assert r.degraded and r.degraded_reason == "circuit_open" and r.allowed is allowed
-    assert (time.perf_counter() - started) / 200 < 0.002
+    assert (time.perf_counter() - started) / 200 < 0.02
     store.close()
 
 
