@@ -6,7 +6,9 @@ class BudgetsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from budgeting_site.platform import demo
+        from budgeting_site.platform import admin_dashboard, demo
+        from budgets import selectors
         from budgets.demo import seed
 
         demo.register(seed)
+        admin_dashboard.register("budget_utilization", selectors.dashboard_budget_utilization)

@@ -313,3 +313,103 @@ def rate_limit_throttle_factors(*, tenant_id: str) -> list[tuple[str, str, Decim
         if factor is not None:
             factors.append((kind, target, factor))
     return factors
+
+
+# --- The admin dashboard and the approval pages ---------------------------------------------
+
+#: At most this many budgets feed the dashboard's utilization panel (the most used first; the
+#: panel itself draws the top 15).
+DASHBOARD_MAX_BUDGETS = 500
+#: The longest range `daily_spending` answers, in days.
+DAILY_SPENDING_MAX_DAYS = 366
+
+
+def dashboard_budget_utilization(
+    *, tenant_ids: list[str] | None, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    """The admin dashboard's `budget_utilization` panel: the current period of every budget
+    active at `end` (`tenant_ids` None: every tenant), as dicts {budget_id, name, tenant_id,
+    currency, amount, spent, reserved, forecast}. The panel is "now", so `start` is unused.
+
+    Budgets are read most used first (spent + reserved over the amount of the current period
+    row, budgets without a row last), so the cap of DASHBOARD_MAX_BUDGETS never drops the
+    budgets the panel shows. Three queries: the budgets, their current period rows, and the
+    spending of the forecast window of those rows.
+    """
+    from django.db.models import F, FloatField, OuterRef, Subquery
+    from django.db.models.functions import Cast
+
+    del start
+    current = BudgetPeriod.objects.filter(
+        budget=OuterRef("pk"), period_start__lte=end, period_end__gt=end
+    )
+    # Only an order, so floating point is enough (and SQLite would divide whole amounts as
+    # integers).
+    used = Cast(F("spent_amount") + F("reserved_amount"), FloatField()) / Cast(
+        "budget_amount", FloatField()
+    )
+    budgets = Budget.objects.filter(active_q(end), deleted_at__isnull=True)
+    if tenant_ids is not None:
+        budgets = budgets.filter(tenant_id__in=tenant_ids)
+    budgets = budgets.annotate(
+        used_ratio=Subquery(current.annotate(ratio=used).values("ratio")[:1])
+    ).order_by(F("used_ratio").desc(nulls_last=True), "tenant_id", "budget_name", "id")
+    chosen = list(budgets[:DASHBOARD_MAX_BUDGETS])
+    views = current_periods(chosen, end)
+    rows = []
+    for budget in chosen:
+        view = views.get(budget.pk)
+        if view is None:
+            continue
+        rows.append(
+            {
+                "budget_id": budget.pk,
+                "name": budget.budget_name,
+                "tenant_id": budget.tenant_id,
+                "currency": budget.currency,
+                "amount": view["budget_amount"],
+                "spent": view["spent_amount"],
+                "reserved": view["reserved_amount"],
+                "forecast": view.get("forecast_amount"),
+            }
+        )
+    return rows
+
+
+def daily_spending(
+    *, tenant_id: str, budget_id: uuid.UUID, start: datetime, end: datetime
+) -> list[tuple[Any, Decimal]]:
+    """The budget's own spending ledger summed by UTC day over `[start, end)`: one
+    `(day: date, amount: Decimal)` per UTC day the range touches, oldest first, 0 for a day
+    without spending (so "the last 7 days" are always 7 rows). Amounts are in the budget's
+    currency and net of reversals; every kind of entry counts (committed holds, expired holds
+    committed at their estimate, cost records); holds still open are not spending. Another
+    tenant's budget, or an unknown one, has no spending. At most DAILY_SPENDING_MAX_DAYS days
+    (ValueError beyond). Reads the ledger's rows of that budget in the range (indexed by
+    budget)."""
+    from datetime import UTC
+
+    from django.db.models.functions import TruncDate
+
+    if end <= start:
+        return []
+    first = start.astimezone(UTC).date()
+    last = (end - timedelta(microseconds=1)).astimezone(UTC).date()
+    days = (last - first).days + 1
+    if days > DAILY_SPENDING_MAX_DAYS:
+        raise ValueError(f"daily_spending covers at most {DAILY_SPENDING_MAX_DAYS} days")
+    totals = {
+        (day.date() if isinstance(day, datetime) else day): total
+        for day, total in SpendEntry.objects.filter(
+            tenant_id=tenant_id, budget_id=budget_id, at__gte=start, at__lt=end
+        )
+        .annotate(day=TruncDate("at", tzinfo=UTC))
+        .values("day")
+        .annotate(total=Sum("amount"))
+        .values_list("day", "total")
+        .order_by("day")
+    }
+    return [
+        (day, money(Decimal(totals.get(day) or ZERO)))
+        for day in (first + timedelta(days=n) for n in range(days))
+    ]

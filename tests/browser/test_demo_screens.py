@@ -13,6 +13,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def demo():
+    from ratelimits import runtime
+
+    runtime.forget("demo")  # no cached rate-limit policies of an earlier test's demo tenant
     call_command("seed_demo", verbosity=0)
 
 
@@ -37,8 +40,10 @@ def test_demo_dashboard_draws_every_panel_that_has_data(page, live_server, demo,
         "section.dashboard-panel", "ss => ss.map(s => [s.id, s.dataset.state])"
     )
     assert len(states) == 5
-    assert all(state in {"ok", "missing"} for _, state in states), states
+    # Every app registers its panel and the demo gives each one figures: nothing is empty.
+    assert all(state == "ok" for _, state in states), states
     painted = canvas_painted_pixels(page, "canvas.dashboard-chart")
+    assert len(painted) == 7  # cost per day, 3 x top spenders, budgets, denials, alerts
     assert all(count > 500 for count in painted), painted
     screenshot(page, "admin-dashboard.png", tmp_path)
 
@@ -47,11 +52,28 @@ def test_demo_approval_pages(page, live_server, demo, tmp_path):
     _sign_in(page, f"{live_server.url}/approvals/login/", "finance", "button[type=submit]")
     page.wait_for_url(f"{live_server.url}/approvals/")
     assert page.inner_text("#signed-in-user") == "finance"
+    overrun = page.locator("article.request", has=page.locator("span.kind.budget_overrun"))
+    capacity = page.locator("article.request", has=page.locator("span.kind.emergency_capacity"))
+    assert overrun.count() == 1
+    assert capacity.count() == 1
+    assert "svc-summarizer" in overrun.inner_text()
     screenshot(page, "approvals-pending.png", tmp_path)
-    review = page.locator("a.button", has_text="Review")
-    if review.count():
-        review.first.click()
-        page.wait_for_selector("#approval-status")
-        screenshot(page, "approvals-request.png", tmp_path)
+
+    overrun.locator("a.button", has_text="Review").click()
+    page.wait_for_selector("#approval-status")
+    assert page.locator("caption", has_text="Recent spending (last 7 days)").is_visible()
+    assert page.locator("button", has_text="Approve").is_visible()
+    screenshot(page, "approvals-request.png", tmp_path)
+
+    page.go_back()
+    capacity.locator("a.button", has_text="Review").click()
+    page.wait_for_selector("#approval-status")
+    assert "+600 requests for 6 h" in page.inner_text("main")
+    screenshot(page, "approvals-capacity.png", tmp_path)
+
     page.goto(f"{live_server.url}/approvals/history/")
     assert page.locator("h1", has_text="History").is_visible()
+    rejected = page.locator("table.history tr", has=page.locator("span.status.rejected"))
+    assert rejected.count() == 1
+    assert "user:finance" in rejected.inner_text()
+    screenshot(page, "approvals-history.png", tmp_path)
