@@ -1,7 +1,7 @@
 """JSON out, with Decimal rendered as an exact JSON number (SPEC: money is rendered as numbers,
 never through float)."""
 
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from typing import Any
 
 import simplejson
@@ -9,8 +9,13 @@ from rest_framework.renderers import JSONRenderer as _JSONRenderer
 
 
 def plain_decimal(value: Decimal) -> Decimal:
-    """0.3800000000 → 0.38 and 1E+2 → 100: the shortest exact text, never an exponent."""
-    return Decimal(format(value.normalize(), "f"))
+    """0.3800000000 → 0.38 and 1E+2 → 100: the shortest exact text, never an exponent.
+
+    Runs in a context wide enough for any stored amount, so nothing is rounded on the way out.
+    """
+    with localcontext() as ctx:
+        ctx.prec = max(len(value.as_tuple().digits), 28)
+        return Decimal(format(value.normalize(), "f"))
 
 
 def _convert(value: Any) -> Any:

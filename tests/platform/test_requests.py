@@ -215,3 +215,12 @@ def test_a_page_far_past_the_end_is_empty_not_an_error():
             "total_pages": 1,
         },
     }
+
+
+def test_money_is_rendered_exactly_however_many_digits():
+    from decimal import Decimal
+
+    from budgeting_site.platform.renderers import dumps
+
+    body = {"a": Decimal("123456789012345678901234.0123456789"), "b": Decimal("0.3800000000")}
+    assert dumps(body) == '{"a":123456789012345678901234.0123456789,"b":0.38}'
