@@ -5,6 +5,7 @@ from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema, inline_serializer
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from rest_framework import serializers
@@ -95,6 +96,7 @@ class MetricsView(ApiView):
         return super().initialize_request(request, *args, **kwargs)
 
 
+@csrf_exempt
 def api_not_found(request: HttpRequest, *args: Any, **kwargs: Any) -> JsonResponse:
     return error_json_response(NotFound(f"No such endpoint: {request.path}"))
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -170,6 +171,10 @@ def to_domain_error(exc: Exception) -> DomainError | None:
         return ValidationFailed(str(exc.detail))
     if isinstance(exc, RequestDataTooBig):
         return PayloadTooLarge("The request body is over 10 MB")
+    if isinstance(exc, OperationalError | InterfaceError):
+        # The database went away mid-request (a restart, a terminated connection): nothing
+        # was decided, and the same request may be sent again.
+        return ServiceUnavailable("The database is unavailable; retry the request")
     if isinstance(exc, drf.Throttled):
         wait = int(exc.wait or 1)
         return RateLimited(headers={"Retry-After": str(max(wait, 1))})

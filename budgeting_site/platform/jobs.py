@@ -20,18 +20,38 @@ _nudges: "queue.Queue[tuple[str, tuple[Any, ...]]]" = queue.Queue(maxsize=1000)
 
 
 def enqueue(task_name: str, *args: Any) -> None:
-    """Ask for a task to run soon. Never raises and never blocks for long: the beat schedule
-    is the guarantee, this only makes things sooner."""
-    if settings.JOBS_IN_PROCESS:
-        with contextlib.suppress(queue.Full):
-            _nudges.put_nowait((task_name, args))
+    """Ask for a task to run soon. Never raises and never blocks: the beat schedule is the
+    guarantee, this only makes things sooner. With a broker, a sender thread publishes, so a
+    slow or blackholed broker never holds a request."""
+    with contextlib.suppress(queue.Full):
+        _nudges.put_nowait((task_name, args))
+    if not settings.JOBS_IN_PROCESS:
+        _ensure_sender()
+
+
+_sender_lock = threading.Lock()
+_sender: threading.Thread | None = None
+
+
+def _ensure_sender() -> None:
+    global _sender
+    if _sender is not None and _sender.is_alive():
         return
+    with _sender_lock:
+        if _sender is None or not _sender.is_alive():
+            _sender = threading.Thread(target=_send_nudges, name="job-nudges", daemon=True)
+            _sender.start()
+
+
+def _send_nudges() -> None:
     from budgeting_site.celery import app
 
-    try:
-        app.send_task(task_name, args=args, retry=False)
-    except Exception:
-        logger.warning("jobs.nudge_failed", extra={"task": task_name}, exc_info=True)
+    while True:
+        task_name, args = _nudges.get()
+        try:
+            app.send_task(task_name, args=args, retry=False)
+        except Exception:  # a broker outage must not fail anything
+            logger.warning("jobs.nudge_failed", extra={"task": task_name}, exc_info=True)
 
 
 def run_task(task_name: str, *args: Any) -> None:

@@ -7,7 +7,12 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from budgeting_site.platform.context import correlation_id_var, new_correlation_id
-from budgeting_site.platform.errors import DomainError, PayloadTooLarge, error_json_response
+from budgeting_site.platform.errors import (
+    DomainError,
+    PayloadTooLarge,
+    error_json_response,
+    to_domain_error,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +67,10 @@ class OutermostErrorMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not request.path.startswith(API_PREFIX):
             return None
-        if isinstance(exception, DomainError):
-            return error_json_response(exception)
+        known = to_domain_error(exception)
+        if known is not None:
+            if known.status >= 500:
+                logger.warning("request.dependency_failed", exc_info=exception)
+            return error_json_response(known)
         logger.exception("request.unhandled_exception", exc_info=exception)
         return error_json_response(DomainError("Internal error"))
