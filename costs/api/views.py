@@ -178,6 +178,8 @@ class ReverseView(ApiView):
     @extend_schema(request=ReverseIn, responses={202: RecordOut}, tags=["costs"])
     def post(self, request: Request, record_id: str) -> Response:
         rid = parse_uuid(record_id, "record_id")
+        # Another tenant's (or no) record is a 404 before the body is judged (SPEC 1.3).
+        selectors.get_record(tenant_id=self.tenant_id(), record_id=rid)
         data = ReverseIn(data=request.data)
         data.is_valid(raise_exception=True)
         reversal = services.reverse_record(
