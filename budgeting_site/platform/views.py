@@ -11,6 +11,7 @@ from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.http import HttpResponseBase
 from django.utils.module_loading import import_string
 from rest_framework import viewsets
@@ -91,7 +92,10 @@ class ApiMixin:
                     handler = getattr(self, method, self.http_method_not_allowed)  # type: ignore[attr-defined]
                 else:
                     handler = self.http_method_not_allowed  # type: ignore[attr-defined]
-                response = handler(request, *args, **kwargs)
+                if self._idempotency_claim is None:
+                    response = handler(request, *args, **kwargs)
+                else:
+                    response = self._run_recorded(handler, request, *args, **kwargs)
         except Exception as exc:
             response = self.handle_exception(exc)  # type: ignore[attr-defined]
         self.response = self.finalize_response(request, response, *args, **kwargs)
@@ -139,6 +143,16 @@ class ApiMixin:
             return None
         return outcome
 
+    def _run_recorded(
+        self, handler: Any, request: Request, *args: Any, **kwargs: Any
+    ) -> HttpResponseBase:
+        """Run the handler and store its answer under the Idempotency-Key in one transaction:
+        an effect never commits without the answer its retry will be replayed (a connection
+        lost in between rolls both back). The services' own transactions become savepoints."""
+        with transaction.atomic():
+            response = handler(request, *args, **kwargs)
+            return self.finalize_response(request, response, *args, **kwargs)
+
     def finalize_response(
         self, request: Request, response: HttpResponseBase, *args: Any, **kwargs: Any
     ) -> HttpResponseBase:
@@ -150,6 +164,7 @@ class ApiMixin:
             if hasattr(response, "render") and not getattr(response, "is_rendered", True):
                 response.render()
             idempotency.finish(self._idempotency_claim, response)
+            self._idempotency_claim = None
         return response
 
 
