@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 import rfc8785
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.http import HttpResponse
 
 from budgeting_site.platform import clock
@@ -125,7 +125,7 @@ def begin(
 def finish(claim: Claim, response: HttpResponse) -> None:
     status = response.status_code
     if status in _NOT_KEPT or status >= 500:
-        IdempotencyRecord.objects.filter(pk=claim.record_id).delete()
+        release(claim)
         return
     headers = {h: response[h] for h in _REPLAYED_HEADERS if response.has_header(h)}
     IdempotencyRecord.objects.filter(pk=claim.record_id).update(
@@ -134,6 +134,19 @@ def finish(claim: Claim, response: HttpResponse) -> None:
         response_body=bytes(response.content),
         response_headers=headers,
     )
+
+
+def release(claim: Claim) -> None:
+    """Free the key for a retry. The answer may be a 503 for a lost database connection: then
+    the old connection is useless, so try once more on a fresh one."""
+    for attempt in range(2):
+        try:
+            IdempotencyRecord.objects.filter(pk=claim.record_id).delete()
+            return
+        except (OperationalError, InterfaceError):
+            if attempt:
+                raise
+            connection.close()
 
 
 def _replay(record: IdempotencyRecord) -> HttpResponse:
