@@ -183,3 +183,27 @@ class AllocationIn(StrictSerializer):
         if usage[0] and usage[1] and usage[1] <= usage[0]:
             raise serializers.ValidationError({"usage_end": ["must be after usage_start"]})
         return attrs
+
+
+class PaginationOut(serializers.Serializer):
+    page = serializers.IntegerField(allow_null=True)
+    page_size = serializers.IntegerField()
+    total_count = serializers.IntegerField()
+    total_pages = serializers.IntegerField()
+
+
+class AggregatedOut(serializers.Serializer):
+    total_cost = serializers.DecimalField(max_digits=38, decimal_places=10, coerce_to_string=False)
+    total_usage = serializers.DecimalField(
+        max_digits=38, decimal_places=10, coerce_to_string=False, allow_null=True
+    )
+    record_count = serializers.IntegerField()
+    currency = serializers.CharField()
+
+
+class RecordsPageOut(serializers.Serializer):
+    records = RecordOut(many=True)
+    pagination = PaginationOut()
+    aggregated = AggregatedOut()
+    groups = serializers.ListField(child=serializers.DictField(), required=False)
+    next_cursor = serializers.CharField(allow_null=True)

@@ -33,6 +33,7 @@ from costs.api.serializers import (
     RecordAccepted,
     RecordIn,
     RecordOut,
+    RecordsPageOut,
     ReportOut,
     ReverseIn,
 )
@@ -121,7 +122,7 @@ class RecordsView(ApiView):
 
     roles = {"get": READ}
 
-    @extend_schema(parameters=_RECORD_PARAMS, responses={200: RecordOut(many=True)}, tags=["costs"])
+    @extend_schema(parameters=_RECORD_PARAMS, responses={200: RecordsPageOut}, tags=["costs"])
     def get(self, request: Request) -> Response:
         tenant_id = self.tenant_id()
         query = request.query_params
@@ -139,7 +140,8 @@ class RecordsView(ApiView):
             window = list(selectors.after_cursor(qs, cursor)[:page_size])
             page_number: int | None = None
         else:
-            window = list(qs[(page - 1) * page_size : page * page_size])
+            start = (page - 1) * page_size
+            window = list(qs[start : start + page_size]) if start < total else []
             page_number = page
         body: dict[str, Any] = {
             "records": [selectors.record_dict(r) for r in window],
