@@ -9,10 +9,11 @@ A request that dies between its effect and storing its answer leaves an in-fligh
 `STALE_AFTER` such a row may be taken over by a retry (documented in docs/idempotency.md).
 """
 
+import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import rfc8785
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
@@ -95,6 +96,12 @@ def begin(
                     expires_at=now + ttl,
                 )
             return Claim(record.pk)
+        except (OperationalError, InterfaceError):
+            # The insert may have committed just before the connection died: take our own
+            # claim back (its created_at, to the microsecond, is ours), so a retry is not
+            # told "in flight" for minutes.
+            _forget_lost_claim(tenant_id, key, print_, now)
+            raise
         except IntegrityError:
             existing = IdempotencyRecord.objects.filter(tenant_id=tenant_id, key=key).first()
             if existing is None:
@@ -134,6 +141,18 @@ def finish(claim: Claim, response: HttpResponse) -> None:
         response_body=bytes(response.content),
         response_headers=headers,
     )
+
+
+def _forget_lost_claim(tenant_id: str, key: str, print_: str, created_at: datetime) -> None:
+    connection.close()
+    with contextlib.suppress(OperationalError, InterfaceError):
+        IdempotencyRecord.objects.filter(
+            tenant_id=tenant_id,
+            key=key,
+            fingerprint=print_,
+            state=IdempotencyRecord.State.IN_FLIGHT,
+            created_at=created_at,
+        ).delete()
 
 
 def release(claim: Claim) -> None:
