@@ -112,8 +112,10 @@ def canonical_bytes(obj: Any) -> bytes:
     The common case (no floats, see `_plain`) is written by the C `json` encoder, several
     times faster than the pure-Python `rfc8785`, which still writes everything else and raises
     the same errors (a lone surrogate, an unsafe integer)."""
-    prepared = _for_jcs(obj)
-    if _plain(prepared):
+    # A plain value is its own `_for_jcs` (no Decimal to turn into a number): skip the copy.
+    plain = _plain(obj)
+    prepared = obj if plain else _for_jcs(obj)
+    if plain or _plain(prepared):
         try:
             return json.dumps(
                 prepared, ensure_ascii=False, sort_keys=True, separators=(",", ":")

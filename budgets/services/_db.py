@@ -17,7 +17,8 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -140,6 +141,42 @@ class CounterChange:
         return self.period.reserved_amount + self.reserved_delta
 
 
+def _pending(changes: Iterable[CounterChange]) -> list[CounterChange]:
+    """The changes that change something, in row id order."""
+    return [
+        c
+        for c in sorted(changes, key=lambda c: c.period.pk)
+        if c.spent_delta != 0 or c.reserved_delta != 0 or c.signal_bits & ~c.period.signals
+    ]
+
+
+def _update_sql(todo: list[CounterChange]) -> tuple[str, list[object]]:
+    table = BudgetPeriod._meta.db_table
+    values = ", ".join(
+        ["(%s::uuid, %s::numeric, %s::numeric, %s::integer, %s::boolean)"] * len(todo)
+    )
+    params: list[object] = []
+    for c in todo:
+        params += [c.period.pk, c.spent_delta, c.reserved_delta, c.signal_bits, c.guard]
+    sql = (
+        f"UPDATE {table} AS p SET spent_amount = p.spent_amount + v.ds, "  # noqa: S608
+        "reserved_amount = p.reserved_amount + v.dr, signals = p.signals | v.sig "
+        f"FROM (VALUES {values}) AS v(id, ds, dr, sig, guard) "
+        "WHERE p.id = v.id AND (NOT v.guard "
+        "OR p.spent_amount + p.reserved_amount + v.ds + v.dr <= p.budget_amount)"
+    )
+    return sql, params
+
+
+def _applied(todo: list[CounterChange]) -> None:
+    """The in-memory rows follow what was written."""
+    for c in todo:
+        row = c.period
+        row.spent_amount = c.new_spent
+        row.reserved_amount = c.new_reserved
+        row.signals = row.signals | c.signal_bits
+
+
 def apply_counter_changes(changes: Iterable[CounterChange]) -> None:
     """Write the changes to rows this transaction has locked and update the in-memory rows.
 
@@ -149,28 +186,11 @@ def apply_counter_changes(changes: Iterable[CounterChange]) -> None:
     """
     from budgets.selectors import clear_throttle_cache
 
-    todo = [
-        c
-        for c in sorted(changes, key=lambda c: c.period.pk)
-        if c.spent_delta != 0 or c.reserved_delta != 0 or c.signal_bits & ~c.period.signals
-    ]
+    todo = _pending(changes)
     if not todo:
         return
     if connection.vendor == "postgresql":
-        table = BudgetPeriod._meta.db_table
-        values = ", ".join(
-            ["(%s::uuid, %s::numeric, %s::numeric, %s::integer, %s::boolean)"] * len(todo)
-        )
-        params: list[object] = []
-        for c in todo:
-            params += [c.period.pk, c.spent_delta, c.reserved_delta, c.signal_bits, c.guard]
-        sql = (
-            f"UPDATE {table} AS p SET spent_amount = p.spent_amount + v.ds, "  # noqa: S608
-            "reserved_amount = p.reserved_amount + v.dr, signals = p.signals | v.sig "
-            f"FROM (VALUES {values}) AS v(id, ds, dr, sig, guard) "
-            "WHERE p.id = v.id AND (NOT v.guard "
-            "OR p.spent_amount + p.reserved_amount + v.ds + v.dr <= p.budget_amount)"
-        )
+        sql, params = _update_sql(todo)
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             updated = cursor.rowcount
@@ -184,13 +204,53 @@ def apply_counter_changes(changes: Iterable[CounterChange]) -> None:
                 reserved_amount=c.new_reserved,
                 signals=c.period.signals | c.signal_bits,
             )
-    for c in todo:
-        row = c.period
-        row.spent_amount = c.new_spent
-        row.reserved_amount = c.new_reserved
-        row.signals = row.signals | c.signal_bits
+    _applied(todo)
     # The throttle factor this process caches follows utilization at once.
     transaction.on_commit(clear_throttle_cache)
+
+
+RES_COLUMNS = (
+    "id",
+    "tenant_id",
+    "status",
+    "resource_type",
+    "estimated_cost",
+    "currency",
+    "actual_cost",
+    "requested_by",
+    "approval_id",
+    "created_at",
+    "expires_at",
+    "settled_at",
+    "expiry_outcome",
+    "record_id",
+    "late_settled",
+)
+LINE_COLUMNS = ("id", "tenant_id", "reservation_id", "budget_id", "period_id", "amount", "active")
+
+
+def _values(objects: list[Any], columns: tuple[str, ...], params: list[object]) -> str:
+    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
+    for obj in objects:
+        params += [getattr(obj, c) for c in columns]
+    return ", ".join([row] * len(objects))
+
+
+def _holds_ctes(reservations: list[Any], lines: list[Any], params: list[object]) -> list[str]:
+    """The data-modifying CTEs that insert reservations and their hold lines (the foreign keys
+    are checked at the end of the statement)."""
+    res_table = reservations[0]._meta.db_table
+    ctes = [
+        f"r AS (INSERT INTO {res_table} ({', '.join(RES_COLUMNS)}) "  # noqa: S608
+        f"VALUES {_values(reservations, RES_COLUMNS, params)})"
+    ]
+    if lines:
+        line_table = lines[0]._meta.db_table
+        ctes.append(
+            f"l AS (INSERT INTO {line_table} ({', '.join(LINE_COLUMNS)}) "  # noqa: S608
+            f"VALUES {_values(lines, LINE_COLUMNS, params)})"
+        )
+    return ctes
 
 
 def insert_holds(reservations: list[Any], lines: list[Any]) -> None:
@@ -203,42 +263,96 @@ def insert_holds(reservations: list[Any], lines: list[Any]) -> None:
         if lines:
             type(lines[0]).objects.bulk_create(lines)
         return
-    res_cols = [
-        "id",
-        "tenant_id",
-        "status",
-        "resource_type",
-        "estimated_cost",
-        "currency",
-        "actual_cost",
-        "requested_by",
-        "approval_id",
-        "created_at",
-        "expires_at",
-        "settled_at",
-        "expiry_outcome",
-        "record_id",
-        "late_settled",
-    ]
-    line_cols = ["id", "tenant_id", "reservation_id", "budget_id", "period_id", "amount", "active"]
-    res_table = reservations[0]._meta.db_table
     params: list[object] = []
-    res_rows = []
-    for r in reservations:
-        res_rows.append("(" + ", ".join(["%s"] * len(res_cols)) + ")")
-        params += [getattr(r, c) for c in res_cols]
-    sql = (
-        f"WITH r AS (INSERT INTO {res_table} ({', '.join(res_cols)}) VALUES {', '.join(res_rows)}) "  # noqa: S608
-    )
-    if lines:
-        line_table = lines[0]._meta.db_table
-        line_rows = []
-        for line in lines:
-            line_rows.append("(" + ", ".join(["%s"] * len(line_cols)) + ")")
-            params += [getattr(line, c) for c in line_cols]
-        columns = ", ".join(line_cols)
-        sql += f"INSERT INTO {line_table} ({columns}) VALUES {', '.join(line_rows)}"  # noqa: S608
-    else:
-        sql += "SELECT 1"
+    sql = "WITH " + ", ".join(_holds_ctes(reservations, lines, params)) + " SELECT 1"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+class DeferredInserts:
+    """Plain INSERTs into one table that the ORM would run now (an `execute_wrapper`): kept
+    instead, to be sent with the next write (`hold(..., then=...)`). Anything else — a SELECT,
+    an INSERT with RETURNING, an executemany — runs as usual."""
+
+    def __init__(self, table: str) -> None:
+        self.prefix = f'INSERT INTO "{table}" '
+        self.statements: list[tuple[str, list[object]]] = []
+
+    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, ctx: Any):
+        if not many and sql.startswith(self.prefix) and "RETURNING" not in sql.upper():
+            self.statements.append((sql, list(params or ())))
+            return None
+        return execute(sql, params, many, ctx)
+
+
+@contextmanager
+def deferred_inserts(table: str) -> Iterator[DeferredInserts]:
+    """Keep the plain INSERTs into `table` made inside the block (PostgreSQL; elsewhere they
+    run at once). The caller must pass the result to `hold(..., then=...)` in the same
+    transaction: `hold` raises if it is not given them."""
+    sink = DeferredInserts(table)
+    if connection.vendor != "postgresql":
+        yield sink
+        return
+    with connection.execute_wrapper(sink):
+        yield sink
+
+
+def hold(
+    changes: Iterable[CounterChange],
+    reservations: list[Any],
+    lines: list[Any],
+    *,
+    fingerprint: tuple[str, list[object]] | None = None,
+    then: DeferredInserts | None = None,
+) -> str | None:
+    """A check's whole write: the counter changes (`apply_counter_changes`) and the
+    reservations with their hold lines (`insert_holds`). On PostgreSQL one statement: the
+    guarded relative UPDATE and the INSERTs as data-modifying CTEs, answering how many rows the
+    UPDATE changed; anything but all of them is `Retry` (the INSERTs roll back with it).
+
+    `fingerprint` (PostgreSQL): the scalar subquery of `_applicable.fingerprint_sql`, evaluated
+    by this statement too. Its snapshot is taken after this transaction holds its row locks, so
+    it sees every budget change committed before: the caller compares it with the definitions
+    it decided with. Returns it (None without `fingerprint`).
+
+    `then`: statements kept by `deferred_inserts` (the check's receipt), sent in the same
+    round trip after this one; an error in them rolls back the whole transaction as usual."""
+    if connection.vendor != "postgresql" or not reservations:
+        if then is not None and then.statements:
+            raise RuntimeError("deferred statements without a PostgreSQL write to carry them")
+        apply_counter_changes(changes)
+        insert_holds(reservations, lines)
+        return None
+    from budgets.selectors import clear_throttle_cache
+
+    todo = _pending(changes)
+    params: list[object] = []
+    ctes = []
+    if todo:
+        update_sql, update_params = _update_sql(todo)
+        ctes.append(f"u AS ({update_sql} RETURNING p.id)")
+        params += update_params
+    ctes += _holds_ctes(reservations, lines, params)
+    answer = "(SELECT count(*) FROM u)" if todo else "0"
+    if fingerprint is not None:
+        answer += f", {fingerprint[0]}"
+        params += fingerprint[1]
+    else:
+        answer += ", NULL"
+    sql = f"WITH {', '.join(ctes)} SELECT {answer}"
+    for statement, statement_params in then.statements if then is not None else ():
+        # Several statements in one simple-protocol query (Django's client-side binding):
+        # one round trip; the first statement's row is the cursor's first result.
+        sql += "; " + statement
+        params += statement_params
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        updated, seen = cursor.fetchone()
+    if updated != len(todo):
+        logger.error("budget.guard_refused", extra={"rows": len(todo), "updated": updated})
+        raise Retry()
+    if todo:
+        _applied(todo)
+        transaction.on_commit(clear_throttle_cache)
+    return seen

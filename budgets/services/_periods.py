@@ -2,7 +2,9 @@
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
+from django.db import connection
 from django.db.models import Q
 
 from budgets.models import Budget, BudgetPeriod
@@ -53,6 +55,9 @@ def _fetch(
         if key in wanted:
             result[key] = row
     return result
+
+
+Rows = dict[tuple[object, datetime], BudgetPeriod]
 
 
 def rows_for_keys(
@@ -108,3 +113,102 @@ def _select(
 
         rows = with_lock_timeout(rows).select_for_update().order_by("pk")
     return {(row.budget_id, row.period_start): row for row in rows}
+
+
+_COLUMNS = [f.column for f in BudgetPeriod._meta.concrete_fields]
+
+
+def rows_with_fingerprint(
+    pairs: Iterable[tuple[Budget, Period]],
+    fingerprint: tuple[str, list[object]],
+    expected: str,
+    *,
+    lock: bool,
+    create: bool,
+) -> Rows:
+    """`rows_for_keys` on PostgreSQL for definitions read with the fingerprint `expected`: the
+    statement that reads (and locks) the rows also computes the fingerprint (the scalar
+    subquery of `_applicable.fingerprint_sql`), one precompiled statement with no ORM query
+    building on the hot path. A different fingerprint raises `DefinitionsChanged` before any
+    row is created."""
+    from budgets.services._applicable import DefinitionsChanged
+
+    wanted = {(b.pk, p.start): (b, p) for b, p in pairs}
+    found: Rows = {}
+    seen = _UNREAD
+    if wanted:
+        found, seen = _select_raw(wanted, lock, fingerprint)
+    if seen is _UNREAD:
+        # No row read (a new period, or nothing to read): ask for the fingerprint alone.
+        fp_sql, fp_params = fingerprint
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT {fp_sql}", fp_params)
+            seen = cursor.fetchone()[0]
+    if seen != expected:
+        raise DefinitionsChanged()
+    missing = [key for key in wanted if key not in found]
+    if missing and create:
+        BudgetPeriod.objects.bulk_create(
+            [
+                BudgetPeriod(
+                    tenant_id=wanted[key][0].tenant_id,
+                    budget=wanted[key][0],
+                    period_start=wanted[key][1].start,
+                    period_end=wanted[key][1].end,
+                    budget_amount=wanted[key][0].budget_amount,
+                )
+                for key in missing
+            ],
+            ignore_conflicts=True,
+        )
+        found, _ = _select_raw(wanted, lock, fingerprint)
+    elif missing:
+        for key in missing:
+            budget, period = wanted[key]
+            found[key] = BudgetPeriod(
+                tenant_id=budget.tenant_id,
+                budget=budget,
+                period_start=period.start,
+                period_end=period.end,
+                budget_amount=budget.budget_amount,
+            )
+    return found
+
+
+_UNREAD: Any = object()
+
+
+def _select_raw(
+    wanted: dict[tuple[object, datetime], tuple[Budget, Period]],
+    lock: bool,
+    fingerprint: tuple[str, list[object]],
+) -> tuple[Rows, str | None]:
+    """The rows of `wanted` and the fingerprint, in one statement. Locking: FOR UPDATE OF the
+    period rows only, in id order, with `lock_timeout` set inside the statement (see
+    `_db.with_lock_timeout`): the sort below the lock evaluates the filter of every row
+    before the first row lock is requested."""
+    from budgets.services._db import lock_timeout_ms
+
+    fp_sql, fp_params = fingerprint
+    table = BudgetPeriod._meta.db_table
+    keys = ", ".join(["(%s::uuid, %s::timestamptz)"] * len(wanted))
+    params: list[Any] = list(fp_params)
+    for budget_id, start in wanted:
+        params += [budget_id, start]
+    columns = ", ".join(f"p.{c}" for c in _COLUMNS)
+    sql = (
+        f"SELECT {columns}, {fp_sql} FROM {table} AS p "  # noqa: S608
+        f"WHERE (p.budget_id, p.period_start) IN ({keys})"
+    )
+    if lock:
+        sql += " AND set_config('lock_timeout', %s, true) IS NOT NULL ORDER BY p.id FOR UPDATE OF p"
+        params.append(f"{lock_timeout_ms()}ms")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    width = len(_COLUMNS)
+    found: Rows = {}
+    for values in rows:
+        row = BudgetPeriod.from_db(connection.alias, None, values[:width])
+        found[(row.budget_id, row.period_start)] = row
+    return found, (rows[0][width] if rows else _UNREAD)

@@ -1,15 +1,20 @@
 """The budget check (SPEC 2.3): single and batch, decided and held in one atomic step.
 
 Flow of a check (a batch is the same with several items, all-or-nothing):
-1. Outside the transaction: the applicable budgets, their current period rows (created when
-   missing), the cost in each budget's currency (FX), and the lazy expiry of overdue holds.
-2. One transaction (`atomic_with_retry`): lock the period rows in id order, evaluate every item
-   against the locked values with a running tally (hard_stop → escalate → throttle/soft_limit),
-   then either hold everything (guarded UPDATEs, reservations, approvals consumed, threshold
-   crossings) or hold nothing (pending approvals for escalations); the receipt is written in
-   the same transaction.
+1. Outside the transaction: the lazy expiry of overdue holds, the applicable budgets (cached
+   per process on PostgreSQL, see `_applicable`), each one's current period and the cost in
+   its currency (FX).
+2. One transaction (`atomic_with_retry`): find (create when missing) and lock the period rows
+   in id order — on PostgreSQL one statement that also proves the cached definitions current —
+   evaluate every item against the locked values with a running tally (hard_stop → escalate →
+   throttle/soft_limit), then either hold everything or hold nothing (pending approvals for
+   escalations). Holding: approvals consumed, the answer and its signed receipt built, then
+   one statement (guarded UPDATE, reservations, hold lines, the definitions' fingerprint
+   again, and the receipt's INSERT in the same round trip), then threshold crossings. Every
+   write of the check is in this transaction. docs/budgets-performance.md tells why.
 """
 
+import functools
 import hashlib
 import logging
 import time
@@ -28,7 +33,8 @@ from budgeting_site.platform import clock
 from budgeting_site.platform.context import current_correlation_id
 from budgeting_site.platform.metrics import BUDGET_CHECK_DURATION, DECISIONS, HOLDS
 from budgeting_site.platform.principal import Principal
-from budgets import fx, selectors
+from budgets import fx
+from budgets.exceptions import BudgetBusy
 from budgets.models import (
     LEVEL_RANK,
     Budget,
@@ -38,9 +44,10 @@ from budgets.models import (
     Reservation,
 )
 from budgets.periods import Period
-from budgets.services._db import CounterChange, Retry, apply_counter_changes, insert_holds
+from budgets.services import _applicable
+from budgets.services._db import CounterChange, Retry, deferred_inserts, hold
 from budgets.services._db import atomic_with_retry as _atomic_with_retry
-from budgets.services._periods import period_of, rows_for_keys
+from budgets.services._periods import period_of, rows_for_keys, rows_with_fingerprint
 from budgets.services.holds import expire_overdue
 from budgets.services.signals import crossings_for, emit_crossings
 from budgets.utilization import (
@@ -184,22 +191,52 @@ def check_budget_batch(
 # --- The engine -----------------------------------------------------------------------------
 
 
+#: How often a check reads the definitions again after its locking statement found them
+#: changed (`_applicable`), before it answers 503 retriable.
+MAX_DEFINITION_READS = 5
+
+
 def _run(
     *, tenant_id: str, items: list[CheckInput], principal: Principal, dry_run: bool
 ) -> dict[str, Any]:
     started = time.perf_counter()
     at = clock.now()
     batch = len(items) > 1
-    evals = _prepare(tenant_id, items, at)
+    targets: set[tuple[str, str]] = set()
+    for item in items:
+        targets |= item.targets()
     # Holds past their time are settled before they are counted (SPEC 2.4, lazily).
     if not dry_run and _lazy_expiry_due(tenant_id, at):
         release = settings.BUDGET_HOLD_EXPIRY == "release"
         expire_overdue(tenant_id=tenant_id, at=at, limit=20 if release else 3)
-
-    def decide() -> dict[str, Any]:
-        return _decide(tenant_id, evals, principal, at, dry_run=dry_run, batch=batch)
-
-    answer = decide() if dry_run else _atomic_with_retry(decide)
+    for attempt in range(MAX_DEFINITION_READS):
+        definitions = _applicable.applicable(
+            tenant_id=tenant_id, at=at, targets=targets, fresh=attempt > 0
+        )
+        evals = _prepare(tenant_id, items, at, definitions.budgets)
+        fingerprint = (
+            _applicable.fingerprint_sql(tenant_id, at, targets)
+            if definitions.fingerprint is not None
+            else None
+        )
+        decide = functools.partial(
+            _decide,
+            tenant_id,
+            evals,
+            principal,
+            at,
+            dry_run=dry_run,
+            batch=batch,
+            fingerprint=fingerprint,
+            expected=definitions.fingerprint,
+        )
+        try:
+            answer = decide() if dry_run else _atomic_with_retry(decide)
+            break
+        except _applicable.DefinitionsChanged:
+            continue
+    else:
+        raise BudgetBusy(retriable=True, details={"definition_reads": MAX_DEFINITION_READS})
     BUDGET_CHECK_DURATION.observe(time.perf_counter() - started)
     for ev in evals:
         DECISIONS.labels("budget-check", _outcome_label(ev)).inc()
@@ -227,11 +264,9 @@ def _lazy_expiry_due(tenant_id: str, at: datetime) -> bool:
     return True
 
 
-def _prepare(tenant_id: str, items: list[CheckInput], at: datetime) -> list[ItemEval]:
-    targets: set[tuple[str, str]] = set()
-    for item in items:
-        targets |= item.targets()
-    budgets = selectors.applicable_budgets(tenant_id=tenant_id, at=at, targets=targets)
+def _prepare(
+    tenant_id: str, items: list[CheckInput], at: datetime, budgets: tuple[Budget, ...]
+) -> list[ItemEval]:
     period_by_budget = {}
     for budget in budgets:
         period = period_of(budget, at)
@@ -272,10 +307,18 @@ def _decide(
     *,
     dry_run: bool,
     batch: bool,
+    fingerprint: tuple[str, list[object]] | None = None,
+    expected: str | None = None,
 ) -> dict[str, Any]:
     pairs = {line.key: (line.budget, line.span) for ev in evals for line in ev.lines}
     # Found (or created) and locked in id order inside this transaction; a dry run only reads.
-    rows = rows_for_keys(pairs.values(), lock=not dry_run, create=not dry_run)
+    if fingerprint is not None and expected is not None:
+        # Cached definitions (PostgreSQL): the locking statement proves them current.
+        rows = rows_with_fingerprint(
+            pairs.values(), fingerprint, expected, lock=not dry_run, create=not dry_run
+        )
+    else:
+        rows = rows_for_keys(pairs.values(), lock=not dry_run, create=not dry_run)
     # spent, reserved, amount per period: the running tally of this batch.
     state = {key: [r.spent_amount, r.reserved_amount, r.budget_amount] for key, r in rows.items()}
     for ev in evals:
@@ -288,12 +331,42 @@ def _decide(
         for ev in evals:
             if ev.allowed:
                 _not_admitted(ev)
+    plan = None
     if not dry_run:
         if admitted:
-            _hold(tenant_id, evals, principal, at)
+            plan = _plan_holds(tenant_id, evals, principal, at)
         else:
             _request_approvals(tenant_id, evals, principal, at)
-    return _answer(tenant_id, evals, principal, at, admitted=admitted, dry_run=dry_run, batch=batch)
+    if plan is None:
+        return _answer(
+            tenant_id, evals, principal, at, admitted=admitted, dry_run=dry_run, batch=batch
+        )
+    # The receipt is built and signed first; its INSERT travels with the holds' statement,
+    # so the locked rows wait for one round trip less.
+    with deferred_inserts(_receipt_table()) as receipt_statements:
+        answer = _answer(
+            tenant_id, evals, principal, at, admitted=admitted, dry_run=dry_run, batch=batch
+        )
+    seen = hold(
+        plan.changes.values(),
+        plan.reservations,
+        plan.lines,
+        fingerprint=fingerprint,
+        then=receipt_statements,
+    )
+    if fingerprint is not None and seen != expected:
+        # A budget changed while this check waited for its row locks (the write's snapshot is
+        # taken after the locks are held): everything rolls back and the check runs again.
+        raise _applicable.DefinitionsChanged()
+    emit_crossings(plan.crossings, at=at)
+    HOLDS.labels("created").inc(len(plan.reservations))
+    return answer
+
+
+def _receipt_table() -> str:
+    from django.apps import apps
+
+    return apps.get_model("receipts", "Receipt")._meta.db_table
 
 
 def _reset(ev: ItemEval) -> None:
@@ -418,7 +491,22 @@ def _not_admitted(ev: ItemEval) -> None:
     ev.throttle_factor = None
 
 
-def _hold(tenant_id: str, evals: list[ItemEval], principal: Principal, at: datetime) -> None:
+@dataclass
+class HoldPlan:
+    """What an admitted check writes: counter changes (with their threshold bits), the
+    reservations and their hold lines, and the threshold crossings to announce."""
+
+    changes: dict[Any, CounterChange]
+    reservations: list[Reservation]
+    lines: list[HoldLine]
+    crossings: list[Any]
+
+
+def _plan_holds(
+    tenant_id: str, evals: list[ItemEval], principal: Principal, at: datetime
+) -> HoldPlan | None:
+    """The holds of an admitted check (approvals it uses are consumed here); None when there
+    is nothing to hold (no budget applies)."""
     changes: dict[Any, CounterChange] = {}
     reservations = []
     hold_lines = []
@@ -471,15 +559,12 @@ def _hold(tenant_id: str, evals: list[ItemEval], principal: Principal, at: datet
                 change.guard = True
         ev.reservation_id, ev.expires_at = reservation_id, expires_at
     if not reservations:
-        return
+        return None
     budgets = {line.row.pk: line.budget for ev in evals for line in ev.lines}
     crossings = []
     for pk, change in changes.items():
         crossings.extend(crossings_for(budgets[pk], change))
-    apply_counter_changes(changes.values())
-    insert_holds(reservations, hold_lines)
-    emit_crossings(crossings, at=at)
-    HOLDS.labels("created").inc(len(reservations))
+    return HoldPlan(changes, reservations, hold_lines, crossings)
 
 
 def _request_approvals(

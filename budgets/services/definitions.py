@@ -23,6 +23,7 @@ from budgets.exceptions import (
 )
 from budgets.models import Budget, BudgetPeriod, default_notifications, default_thresholds
 from budgets.periods import CUSTOM, default_start, period_at
+from budgets.services import _applicable
 from budgets.services.holds import release_budget_lines
 
 logger = logging.getLogger(__name__)
@@ -145,6 +146,9 @@ def _receipt(budget: Budget, operation: str, actor: Principal) -> None:
 
 def _after_commit() -> None:
     transaction.on_commit(selectors.clear_throttle_cache)
+    # This process's cached check definitions (other processes see the change through the
+    # fingerprint their checks verify, budgets/services/_applicable.py).
+    transaction.on_commit(_applicable.forget)
 
 
 def create_budget(*, tenant_id: str, data: dict[str, Any], actor: Principal) -> Budget:
