@@ -26,7 +26,11 @@ from decimal import Decimal
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
+if "--repo" in sys.argv:  # the code to profile (another checkout), before anything imports it
+    REPO = Path(sys.argv[sys.argv.index("--repo") + 1]).resolve()
 sys.path.insert(0, str(REPO))
+# Celery's Django fixup puts the working directory first on sys.path: make it the same code.
+os.chdir(REPO)
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "budgeting_site.settings")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ.setdefault("API_RATE_LIMITS", "off")
@@ -46,6 +50,7 @@ def main() -> int:
     parser.add_argument(
         "--cprofile", type=int, default=0, help="print the top N functions by CPU time"
     )
+    parser.add_argument("--repo", help="profile the code of another checkout")
     parser.add_argument(
         "--production",
         action="store_true",
@@ -57,7 +62,7 @@ def main() -> int:
         import base64
         import secrets
 
-        sys.path.insert(0, str(Path(__file__).parent))
+        sys.path.insert(1, str(Path(__file__).parent))
         from run import bench_database
 
         os.environ["DATABASE_URL"] = bench_database(
@@ -73,6 +78,9 @@ def main() -> int:
     import django
 
     django.setup()
+    import budgets
+
+    assert Path(budgets.__file__).resolve().is_relative_to(REPO), budgets.__file__
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -201,7 +209,7 @@ def main() -> int:
         f"{'http' if args.http else 'service'} check, n={args.n}: "
         f"p50 {statistics.median(times):.2f} ms, p95 {pct(times, 95):.2f} ms, "
         f"p99 {pct(times, 99):.2f} ms, mean {statistics.mean(times):.2f} ms, "
-        f"CPU of this process {cpu_ms:.2f} ms per check; "
+        f"CPU of this process {cpu_ms:.2f} ms per check; code {REPO}; "
         f"load average {os.getloadavg()[0]:.1f}"
     )
     return 0

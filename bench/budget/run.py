@@ -465,14 +465,14 @@ def write_results(results: dict[str, Any], project_used: float) -> None:
         f"bench/budget/run.py --seconds {results['seconds']} --runs {len(results['runs'])} "
         "--write",
         "",
-        f"Run {results['run']} of {results['git']}: gunicorn {_workers(results)} (as the "
-        f"Dockerfile), `DJANGO_DEBUG=false`, `API_RATE_LIMITS=off`, Python "
-        f"{platform.python_version()}. Each check names one of 16 projects: it locks and holds",
-        "the tenant's hard_stop period row (shared by every request: the contended case) and its",
-        "project's, writes the reservation, two hold lines and the signed receipt in one",
-        f"transaction. Medians over {len(results['runs'])} runs of {results['seconds']} s per "
-        f"phase; load average before/after the whole bench {results['load_before']}/"
-        f"{results['load_after']}.",
+        f"Run {results['run']} of {results['git']}: gunicorn {_workers(results)}, as the",
+        f"Dockerfile; `DJANGO_DEBUG=false`, `API_RATE_LIMITS=off`, Python "
+        f"{platform.python_version()}.",
+        "Each check names one of 16 projects: it locks and holds the tenant's hard_stop period",
+        "row (shared by every request: the contended case) and its project's, writes the",
+        "reservation, two hold lines and the signed receipt in one transaction. Medians over",
+        f"{len(results['runs'])} runs of {results['seconds']} s per phase; load average "
+        f"before/after the whole bench {results['load_before']}/{results['load_after']}.",
         "",
         "| clients | checks/s | p50 ms | p95 ms | p99 ms | non-200 | CPU µs/check: gunicorn "
         "/ PostgreSQL / wrk | load average |",
@@ -500,8 +500,8 @@ def write_results(results: dict[str, Any], project_used: float) -> None:
     ]
     for i, r in enumerate(results["runs"], 1):
         parts = [
-            f"{p['clients']} clients {_ms(p['p50_us'])} / {_ms(p['p95_us'])}, {p['rps']:.0f}/s "
-            f"(load {p['load']})"
+            f"{p['clients']} client{'s' if p['clients'] > 1 else ''} {_ms(p['p50_us'])} / "
+            f"{_ms(p['p95_us'])}, {p['rps']:.0f}/s (load {p['load']})"
             for p in r["phases"]
         ]
         lines.append(
@@ -518,14 +518,15 @@ def write_results(results: dict[str, Any], project_used: float) -> None:
         f"(allowed above K), budgets over their amount in the database: "
         f"{results['db_over_amount']} (goal 0).",
         "",
-        "Where the time goes and what was cut: docs/budgets-performance.md.",
+        "Where the time goes, what was cut, and the before/after comparison:",
+        "docs/budgets-performance.md.",
         "",
     ]
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmarks\n"
     block = "\n".join(lines)
     pattern = re.compile(rf"{re.escape(SECTION)}\n.*?(?=\n## |\Z)", re.S)
     if pattern.search(text):
-        text = pattern.sub(lambda _: block.rstrip("\n"), text)
+        text = pattern.sub(lambda _: block.rstrip("\n") + "\n", text)
     else:
         text = text.rstrip("\n") + "\n\n" + block
     RESULTS.write_text(text.rstrip("\n") + "\n")
