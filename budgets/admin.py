@@ -8,6 +8,7 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from budgeting_site.platform.admin_scoping import ROLE_TABLE, TenantScopedAdmin
+from budgeting_site.platform.admin_scoping import ReadOnlyAdmin as ReadOnly
 from budgeting_site.platform.errors import DomainError
 from budgets import services
 from budgets.models import (
@@ -40,17 +41,6 @@ FIELDS = [
     "notifications",
     "approval_timeout_hours",
 ]
-
-
-class ReadOnly:
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class BudgetForm(forms.ModelForm):

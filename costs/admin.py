@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from budgeting_site.platform.admin_scoping import ROLE_TABLE, TenantScopedAdmin, is_superuser
+from budgeting_site.platform.admin_scoping import ReadOnlyAdmin as ReadOnly
 from budgeting_site.platform.errors import DomainError
 from costs import services
 from costs.models import (
@@ -44,17 +45,6 @@ def fixed_filter(field: str, title: str, values: list[str]) -> type[admin.Simple
 
     Filter.title = title
     return Filter
-
-
-class ReadOnly:
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 # --- Reference tables: operators (superusers) keep them ---------------------------------------

@@ -9,6 +9,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from budgeting_site.platform.admin_scoping import ROLE_TABLE, TenantScopedAdmin
+from budgeting_site.platform.admin_scoping import ReadOnlyAdmin as ReadOnly
 from events import services
 from events.exceptions import DeliveryNotReplayable, InvalidAlertTransition
 from events.models import Alert, Delivery, DeliveryAttempt, OutboxEvent, Subscription
@@ -33,17 +34,6 @@ def fixed_choices_filter(field: str, title: str, values: Any) -> type[admin.Simp
 
 READ = ROLE_TABLE["events"].read
 WRITE = ROLE_TABLE["events"].write
-
-
-class ReadOnly:
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(OutboxEvent)

@@ -1,31 +1,17 @@
 """The operators' view of quotas (SPEC 8): read-only rows scoped by tenant membership;
 "renew now" calls the same renewal service as the scheduled job."""
 
-from typing import Any
-
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from budgeting_site.platform.admin_scoping import ROLE_TABLE, TenantScopedAdmin
+from budgeting_site.platform.admin_scoping import ReadOnlyAdmin as ReadOnly
 from budgeting_site.platform.errors import DomainError
 from quotas import services
 from quotas.models import Quota, QuotaUsage
 
 ROLES = ROLE_TABLE["quotas"]
-
-
-class ReadOnly:
-    """Rows change only through the services: no add, change or delete here (put first)."""
-
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Quota)

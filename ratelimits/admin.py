@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.http import HttpRequest
 
 from budgeting_site.platform.admin_scoping import ROLE_TABLE, TenantScopedAdmin
+from budgeting_site.platform.admin_scoping import ReadOnlyAdmin as ReadOnly
 from budgeting_site.platform.errors import DomainError
 from ratelimits import services
 from ratelimits.api.serializers import MAX_LIMIT_VALUE, MAX_WINDOW_SECONDS
@@ -18,17 +19,6 @@ from ratelimits.models import EmergencyGrant, RateLimitPolicy, RateLimitUsage
 READ = ROLE_TABLE["ratelimits"].read
 WRITE = ROLE_TABLE["ratelimits"].write
 EMERGENCY = ROLE_TABLE["ratelimits"].special["emergency_capacity"]
-
-
-class ReadOnly:
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 class PolicyForm(forms.ModelForm):

@@ -15,6 +15,7 @@ from budgeting_site.platform.admin_scoping import (
     is_superuser,
     page_principal,
 )
+from budgeting_site.platform.admin_scoping import ReadOnlyAdmin as ReadOnlyLedger
 from receipts.models import Receipt, SigningKey
 from receipts.services import (
     DECISION_STATUSES,
@@ -40,17 +41,6 @@ def fixed_choices_filter(field: str, title: str, values: Any) -> type[admin.Simp
 
     Filter.title = title
     return Filter
-
-
-class ReadOnlyLedger:
-    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return False
 
 
 @admin.register(Receipt)

@@ -301,3 +301,16 @@ class TenantScopedAdmin:
         else:
             scoped = TenantListFilter
         return [scoped if f == self.tenant_field else f for f in filters]
+
+
+class ReadOnlyAdmin:
+    """Ledgers and service-owned rows: no add, change or delete in the admin (put it first)."""
+
+    def has_add_permission(self, request: Any, *args: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False

@@ -1,15 +1,14 @@
 """Event subscriptions, their deliveries, and alerts (SPEC 7)."""
 
-from datetime import UTC, datetime, time
 from typing import Any
 
-from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from budgeting_site.platform.errors import ValidationFailed
 from budgeting_site.platform.pagination import paginate
+from budgeting_site.platform.params import parse_instant
 from budgeting_site.platform.permissions import AUDITOR, FINANCIAL_CONTROLLER, TENANT_ADMIN, roles
 from budgeting_site.platform.views import TenantViewSet
 from events import selectors, services
@@ -27,29 +26,6 @@ from events.models import Alert, Delivery, Subscription
 
 READ = roles(TENANT_ADMIN, FINANCIAL_CONTROLLER, AUDITOR)
 WRITE = roles(TENANT_ADMIN)
-
-
-def parse_instant(value: str | None, name: str) -> datetime | None:
-    """RFC 3339 instant; a bare date means 00:00Z. None when absent."""
-    if value is None or value == "":
-        return None
-    try:
-        if len(value) == 10:  # a bare date: 00:00Z
-            day = parse_date(value)
-            parsed = datetime.combine(day, time(0), tzinfo=UTC) if day else None
-        else:
-            parsed = parse_datetime(value)
-        # In UTC; an offset that pushes the instant past year 1 or 9999 is not an instant.
-        if parsed is not None and parsed.tzinfo is not None:
-            parsed = parsed.astimezone(UTC)
-    except (ValueError, OverflowError):
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
-        raise ValidationFailed(
-            f"{name} must be an RFC 3339 instant with a time zone, or a date",
-            details={name: ["must be an RFC 3339 instant (e.g. 2025-01-01T00:00:00Z) or a date"]},
-        )
-    return parsed
 
 
 def _choice(request: Request, name: str, allowed: Any) -> str | None:

@@ -1,9 +1,7 @@
 """Receipts API (SPEC 6): list, read, public keys, verify."""
 
-from datetime import UTC, datetime, time
 from typing import Any
 
-from django.utils.dateparse import parse_date, parse_datetime
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
@@ -11,6 +9,7 @@ from rest_framework.response import Response
 
 from budgeting_site.platform.errors import ValidationFailed
 from budgeting_site.platform.pagination import page_params, paginate
+from budgeting_site.platform.params import parse_instant
 from budgeting_site.platform.permissions import AUDITOR, FINANCIAL_CONTROLLER, TENANT_ADMIN, roles
 from budgeting_site.platform.views import ApiView, parse_uuid
 from receipts import selectors, services
@@ -23,29 +22,6 @@ from receipts.api.serializers import (
 from receipts.services import DECISION_STATUSES, GATE_IDS
 
 READ = roles(TENANT_ADMIN, FINANCIAL_CONTROLLER, AUDITOR)
-
-
-def parse_instant(value: str | None, name: str) -> datetime | None:
-    """RFC 3339 instant; a bare date means 00:00Z. None when absent."""
-    if value is None or value == "":
-        return None
-    try:
-        if len(value) == 10:  # a bare date: 00:00Z
-            day = parse_date(value)
-            parsed = datetime.combine(day, time(0), tzinfo=UTC) if day else None
-        else:
-            parsed = parse_datetime(value)
-        # In UTC; an offset that pushes the instant past year 1 or 9999 is not an instant.
-        if parsed is not None and parsed.tzinfo is not None:
-            parsed = parsed.astimezone(UTC)
-    except (ValueError, OverflowError):
-        parsed = None
-    if parsed is None or parsed.tzinfo is None:
-        raise ValidationFailed(
-            f"{name} must be an RFC 3339 instant with a time zone, or a date",
-            details={name: ["must be an RFC 3339 instant (e.g. 2025-01-01T00:00:00Z) or a date"]},
-        )
-    return parsed
 
 
 def _choice(request: Request, name: str, allowed: frozenset[str]) -> str | None:
