@@ -31,6 +31,12 @@ TRANSITIONS: dict[str, frozenset[str]] = {
 }
 
 
+#: The final states in which a request grants nothing (any longer): rejected, or expired whether
+#: it was pending or approved. `consumed` is final too, but it is the approval being used. The
+#: subject of a request that reaches one of these is told (`services.register_on_closed`).
+CLOSED: frozenset[str] = frozenset({Status.REJECTED, Status.EXPIRED})
+
+
 def can_transition(current: str, target: str) -> bool:
     return target in TRANSITIONS.get(current, frozenset())
 

@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from approvals.exceptions import ApprovalNotFound
 from approvals.models import ApprovalRequest, Status
 from budgeting_site.platform import clock
+from budgeting_site.platform.queries import filter_given
 
 
 def get_approval(*, tenant_id: str, approval_id: uuid.UUID) -> ApprovalRequest:
@@ -21,12 +22,9 @@ def get_approval(*, tenant_id: str, approval_id: uuid.UUID) -> ApprovalRequest:
 def list_approvals(
     *, tenant_id: str, status: str | None = None, kind: str | None = None
 ) -> QuerySet[ApprovalRequest]:
-    approvals = ApprovalRequest.objects.filter(tenant_id=tenant_id)
-    if status:
-        approvals = approvals.filter(status=status)
-    if kind:
-        approvals = approvals.filter(kind=kind)
-    return approvals.order_by("-created_at", "-id")
+    return filter_given(
+        ApprovalRequest.objects.filter(tenant_id=tenant_id), status=status, kind=kind
+    ).order_by("-created_at", "-id")
 
 
 def approval_covers(
@@ -41,6 +39,24 @@ def approval_covers(
 ) -> bool:
     """Would `consume_approval` with these arguments succeed now? (For dry runs.)"""
     at = at or clock.now()
+    return consumable(
+        tenant_id, approval_id, requested_by, amount, budget_id, policy_id, at
+    ).exists()
+
+
+def consumable(
+    tenant_id: str,
+    approval_id: uuid.UUID,
+    requested_by: str,
+    amount: Decimal,
+    budget_id: uuid.UUID | None,
+    policy_id: uuid.UUID | None,
+    at: datetime,
+    /,
+) -> QuerySet[ApprovalRequest]:
+    """The request, if it may be consumed with these arguments at `at`: approved, not expired,
+    made by `requested_by`, for that budget/policy (when given), and `amount ≤
+    approved_amount`. `consume_approval` updates it with these conditions in its WHERE."""
     candidates = ApprovalRequest.objects.filter(
         pk=approval_id,
         tenant_id=tenant_id,
@@ -53,4 +69,4 @@ def approval_covers(
         candidates = candidates.filter(budget_id=budget_id)
     if policy_id is not None:
         candidates = candidates.filter(policy_id=policy_id)
-    return candidates.exists()
+    return candidates

@@ -31,7 +31,7 @@ their own):
         (not pending, or already past expires_at). Writes a receipt (gate `approval`).
         `approved_amount` defaults to the requested amount. On approval, every callback
         registered for the kind runs inside the same transaction (an exception rolls the
-        approval back).
+        approval back); on rejection, every closed-callback does.
 
     consume_approval(*, tenant_id: str, approval_id: UUID, requested_by: str,
                      amount: Decimal, budget_id: UUID | None = None,
@@ -45,11 +45,24 @@ their own):
         Call from AppConfig.ready(). The ratelimits app registers the start of an
         emergency-capacity grant here.
 
-    expire_approvals(*, at: datetime | None = None, limit: int = 1000) -> int
-        pending/approved → expired for every request past expires_at, one receipt each; safe
-        to run twice (task `approvals.expire`).
+    register_on_closed(kind: str,
+                       callback: Callable[[ApprovalRequest, dict[str, Any]], None]) -> None
+        Call from AppConfig.ready(). The callback runs whenever a request of the kind reaches
+        a state of `models.CLOSED` (rejected; expired, from pending or approved), inside the
+        transaction of that transition, with the request in its new status and the receipt
+        actor of the transition (the approver, or the expiry job's system actor). An
+        exception rolls the transition back. It must be a no-op when nothing waits on the
+        request (an approved one already did its work). The ratelimits app ends a grant that
+        waits for the request here.
 
-Reads are in `approvals.selectors` (`get_approval`, `list_approvals`, `approval_covers`).
+    expire_approvals(*, at: datetime | None = None, limit: int = 1000) -> int
+        pending/approved → expired for every request past expires_at, one receipt and one
+        round of closed-callbacks each, one transaction each; safe to run twice (task
+        `approvals.expire`): a request already expired is not touched again. A request whose
+        callback fails stays as it was (logged) and is retried by the next run.
+
+Reads are in `approvals.selectors` (`get_approval`, `list_approvals`, `approval_covers`,
+`consumable`).
 """
 
 import logging
@@ -62,6 +75,7 @@ from typing import Any, NamedTuple
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
+from approvals import selectors
 from approvals.exceptions import (
     ApprovalNotFound,
     InvalidTransition,
@@ -76,7 +90,11 @@ from budgeting_site.platform.principal import Principal
 
 logger = logging.getLogger(__name__)
 
-_ON_APPROVED: dict[str, list[Callable[[ApprovalRequest], None]]] = {}
+OnApproved = Callable[[ApprovalRequest], None]
+OnClosed = Callable[[ApprovalRequest, dict[str, Any]], None]
+
+_ON_APPROVED: dict[str, list[OnApproved]] = {}
+_ON_CLOSED: dict[str, list[OnClosed]] = {}
 
 
 class ApprovalRequested(NamedTuple):
@@ -84,12 +102,25 @@ class ApprovalRequested(NamedTuple):
     created: bool
 
 
-def register_on_approved(kind: str, callback: Callable[[ApprovalRequest], None]) -> None:
+def _register(registry: dict[str, list[Any]], kind: str, callback: Any) -> None:
     if kind not in Kind.values:
         raise ValueError(f"unknown approval kind {kind!r}")
-    callbacks = _ON_APPROVED.setdefault(kind, [])
+    callbacks = registry.setdefault(kind, [])
     if callback not in callbacks:
         callbacks.append(callback)
+
+
+def register_on_approved(kind: str, callback: OnApproved) -> None:
+    _register(_ON_APPROVED, kind, callback)
+
+
+def register_on_closed(kind: str, callback: OnClosed) -> None:
+    _register(_ON_CLOSED, kind, callback)
+
+
+def _tell_closed(approval: ApprovalRequest, actor: dict[str, Any]) -> None:
+    for callback in _ON_CLOSED.get(approval.kind, []):
+        callback(approval, actor)
 
 
 def approver_roles() -> frozenset[str]:
@@ -175,7 +206,6 @@ def request_approval(
 
 
 def _decide(
-    *,
     tenant_id: str,
     approval_id: uuid.UUID,
     approver: Principal,
@@ -231,6 +261,8 @@ def _decide(
         if target == Status.APPROVED:
             for callback in _ON_APPROVED.get(approval.kind, []):
                 callback(approval)
+        else:
+            _tell_closed(approval, approver.actor)
     logger.info(
         "approval.decided",
         extra={"approval_id": str(approval.pk), "status": target, "tenant_id": tenant_id},
@@ -247,15 +279,7 @@ def approve(
     approved_amount: Decimal | None = None,
     at: datetime | None = None,
 ) -> ApprovalRequest:
-    return _decide(
-        tenant_id=tenant_id,
-        approval_id=approval_id,
-        approver=approver,
-        target=Status.APPROVED,
-        comment=comment,
-        approved_amount=approved_amount,
-        at=at,
-    )
+    return _decide(tenant_id, approval_id, approver, Status.APPROVED, comment, approved_amount, at)
 
 
 def reject(
@@ -266,15 +290,7 @@ def reject(
     comment: str = "",
     at: datetime | None = None,
 ) -> ApprovalRequest:
-    return _decide(
-        tenant_id=tenant_id,
-        approval_id=approval_id,
-        approver=approver,
-        target=Status.REJECTED,
-        comment=comment,
-        approved_amount=None,
-        at=at,
-    )
+    return _decide(tenant_id, approval_id, approver, Status.REJECTED, comment, None, at)
 
 
 def consume_approval(
@@ -289,18 +305,9 @@ def consume_approval(
     at: datetime | None = None,
 ) -> bool:
     at = at or clock.now()
-    candidates = ApprovalRequest.objects.filter(
-        pk=approval_id,
-        tenant_id=tenant_id,
-        status=Status.APPROVED,
-        requested_by=requested_by,
-        expires_at__gt=at,
-        approved_amount__gte=amount,
+    candidates = selectors.consumable(
+        tenant_id, approval_id, requested_by, amount, budget_id, policy_id, at
     )
-    if budget_id is not None:
-        candidates = candidates.filter(budget_id=budget_id)
-    if policy_id is not None:
-        candidates = candidates.filter(policy_id=policy_id)
     # The row count decides: of two concurrent consumers, exactly one sees 1.
     won = (
         candidates.update(status=Status.CONSUMED, consumed_at=at, consumed_by=consumed_by[:128])
@@ -322,7 +329,9 @@ def _expire_one(approval_id: uuid.UUID, at: datetime) -> bool:
     approval = ApprovalRequest.objects.get(pk=approval_id)
     from receipts.services import system_actor
 
-    _decision_receipt(approval, actor=system_actor("approvals.expire"), at=at)
+    actor = system_actor("approvals.expire")
+    _decision_receipt(approval, actor=actor, at=at)
+    _tell_closed(approval, actor)
     return True
 
 
@@ -337,9 +346,14 @@ def expire_approvals(*, at: datetime | None = None, limit: int = 1000) -> int:
     )
     expired = 0
     for approval_id in due:
-        with transaction.atomic():
-            if _expire_one(approval_id, at):
-                expired += 1
+        try:
+            with transaction.atomic():
+                if _expire_one(approval_id, at):
+                    expired += 1
+        except Exception:
+            # A closed-callback failed and rolled this one back: the next run retries it, and
+            # one bad request does not hold back the expiry of the others.
+            logger.exception("approval.expire_failed", extra={"approval_id": str(approval_id)})
     if expired:
         logger.info("approval.expired", extra={"count": expired})
     return expired

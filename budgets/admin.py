@@ -196,23 +196,7 @@ class ReservationAdmin(ReadOnly, TenantScopedAdmin, admin.ModelAdmin):
     list_filter = ["status", "tenant_id"]
     search_fields = ["=id", "=record_id"]
     show_full_result_count = False
-    fields = [
-        "id",
-        "tenant_id",
-        "status",
-        "resource_type",
-        "estimated_cost",
-        "currency",
-        "actual_cost",
-        "requested_by",
-        "approval_id",
-        "created_at",
-        "expires_at",
-        "settled_at",
-        "expiry_outcome",
-        "record_id",
-        "late_settled",
-    ]
+    fields = [f.name for f in Reservation._meta.concrete_fields]
     readonly_fields = fields
     inlines = [HoldLineInline]
     actions = ["release"]

@@ -69,8 +69,29 @@ class OperatorTable:
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        pass  # saved by the service in the form's clean()
 
-class UnitPriceForm(forms.ModelForm):
+
+class SavedByService(forms.ModelForm):
+    """A form whose row is written by a service in `clean()` (`write`), so that a domain
+    error shows on the form and the admin saves nothing itself."""
+
+    def write(self, data: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if self.errors:
+            return data
+        try:
+            self.instance = self.write(data)
+        except DomainError as exc:
+            raise forms.ValidationError(exc.message) from exc
+        return data
+
+
+class UnitPriceForm(SavedByService):
     class Meta:
         model = UnitPrice
         fields = [
@@ -82,22 +103,15 @@ class UnitPriceForm(forms.ModelForm):
             "effective_from",
         ]
 
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if self.errors:
-            return data
-        try:
-            self.instance = services.set_unit_price(
-                tenant_id=data.get("tenant_id") or "",
-                resource_type=data["resource_type"],
-                usage_unit=data.get("usage_unit") or "",
-                unit_price=data["unit_price"],
-                currency=data.get("currency") or "USD",
-                effective_from=data["effective_from"],
-            )
-        except DomainError as exc:
-            raise forms.ValidationError(exc.message) from exc
-        return data
+    def write(self, data: dict[str, Any]) -> UnitPrice:
+        return services.set_unit_price(
+            tenant_id=data.get("tenant_id") or "",
+            resource_type=data["resource_type"],
+            usage_unit=data.get("usage_unit") or "",
+            unit_price=data["unit_price"],
+            currency=data.get("currency") or "USD",
+            effective_from=data["effective_from"],
+        )
 
 
 @admin.register(UnitPrice)
@@ -115,30 +129,20 @@ class UnitPriceAdmin(OperatorTable, admin.ModelAdmin):
     search_fields = ["resource_type", "tenant_id"]
     ordering = ["resource_type", "-effective_from"]
 
-    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        pass  # saved by the service in the form's clean()
 
-
-class FxRateForm(forms.ModelForm):
+class FxRateForm(SavedByService):
     class Meta:
         model = FxRate
         fields = ["tenant_id", "base_currency", "quote_currency", "rate", "effective_from"]
 
-    def clean(self) -> dict[str, Any]:
-        data = super().clean()
-        if self.errors:
-            return data
-        try:
-            self.instance = services.set_fx_rate(
-                tenant_id=data.get("tenant_id") or "",
-                base_currency=data["base_currency"],
-                quote_currency=data["quote_currency"],
-                rate=data["rate"],
-                effective_from=data["effective_from"],
-            )
-        except DomainError as exc:
-            raise forms.ValidationError(exc.message) from exc
-        return data
+    def write(self, data: dict[str, Any]) -> FxRate:
+        return services.set_fx_rate(
+            tenant_id=data.get("tenant_id") or "",
+            base_currency=data["base_currency"],
+            quote_currency=data["quote_currency"],
+            rate=data["rate"],
+            effective_from=data["effective_from"],
+        )
 
 
 @admin.register(FxRate)
@@ -148,16 +152,18 @@ class FxRateAdmin(OperatorTable, admin.ModelAdmin):
     list_filter = ["base_currency", "quote_currency"]
     search_fields = ["base_currency", "quote_currency", "tenant_id"]
 
-    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
-        pass  # saved by the service in the form's clean()
-
 
 # --- Ledgers ------------------------------------------------------------------------------
 
 
-@admin.register(CostRecord)
-class CostRecordAdmin(ReadOnly, TenantScopedAdmin, admin.ModelAdmin):
+class Ledger(ReadOnly, TenantScopedAdmin, admin.ModelAdmin):
+    """Read-only rows of the user's tenants."""
+
     view_roles = READ
+
+
+@admin.register(CostRecord)
+class CostRecordAdmin(Ledger):
     list_display = [
         "timestamp",
         "tenant_id",
@@ -212,8 +218,7 @@ class CostRecordAdmin(ReadOnly, TenantScopedAdmin, admin.ModelAdmin):
 
 
 @admin.register(CostAllocation)
-class CostAllocationAdmin(ReadOnly, TenantScopedAdmin, admin.ModelAdmin):
-    view_roles = READ
+class CostAllocationAdmin(Ledger):
     list_display = [
         "created_at",
         "tenant_id",
@@ -230,8 +235,7 @@ class CostAllocationAdmin(ReadOnly, TenantScopedAdmin, admin.ModelAdmin):
 
 
 @admin.register(AmortizationSlice)
-class AmortizationSliceAdmin(ReadOnly, TenantScopedAdmin, admin.ModelAdmin):
-    view_roles = READ
+class AmortizationSliceAdmin(Ledger):
     list_display = [
         "day",
         "tenant_id",
@@ -247,8 +251,7 @@ class AmortizationSliceAdmin(ReadOnly, TenantScopedAdmin, admin.ModelAdmin):
 
 
 @admin.register(CostAnomaly)
-class CostAnomalyAdmin(ReadOnly, TenantScopedAdmin, admin.ModelAdmin):
-    view_roles = READ
+class CostAnomalyAdmin(Ledger):
     list_display = [
         "day",
         "tenant_id",
@@ -267,8 +270,7 @@ class CostAnomalyAdmin(ReadOnly, TenantScopedAdmin, admin.ModelAdmin):
 
 
 @admin.register(CostDailyRollup)
-class CostDailyRollupAdmin(ReadOnly, TenantScopedAdmin, admin.ModelAdmin):
-    view_roles = READ
+class CostDailyRollupAdmin(Ledger):
     list_display = [
         "day",
         "tenant_id",

@@ -5,6 +5,7 @@ from datetime import datetime
 
 from django.db.models import QuerySet
 
+from budgeting_site.platform.queries import filter_given
 from events.exceptions import AlertNotFound, SubscriptionNotFound
 from events.models import Alert, Delivery, Subscription
 
@@ -59,18 +60,14 @@ def alerts_for(
 ) -> QuerySet[Alert]:
     """Newest activity first. The time range `[start_time, end_time)` keeps alerts that were
     seen in it: first seen before its end and last seen at or after its start."""
-    qs = Alert.objects.filter(tenant_id=tenant_id)
-    if alert_type:
-        qs = qs.filter(alert_type=alert_type)
-    if severity:
-        qs = qs.filter(severity=severity)
-    if status:
-        qs = qs.filter(status=status)
-    if start_time is not None:
-        qs = qs.filter(last_seen_at__gte=start_time)
-    if end_time is not None:
-        qs = qs.filter(first_seen_at__lt=end_time)
-    return qs.order_by("-last_seen_at", "-pk")
+    return filter_given(
+        Alert.objects.filter(tenant_id=tenant_id),
+        alert_type=alert_type,
+        severity=severity,
+        status=status,
+        last_seen_at__gte=start_time,
+        first_seen_at__lt=end_time,
+    ).order_by("-last_seen_at", "-pk")
 
 
 def dashboard_open_alerts(

@@ -91,7 +91,9 @@ class RateLimitPolicy(models.Model):
 class GrantStatus(models.TextChoices):
     PENDING_APPROVAL = "pending_approval"
     ACTIVE = "active"
+    #: Its approval request was rejected, or expired before anyone decided: it never applies.
     REJECTED = "rejected"
+    EXPIRED = "expired"
 
 
 class EmergencyGrant(models.Model):

@@ -349,7 +349,14 @@ def _grant_request_receipt(grant: EmergencyGrant, actor: dict[str, Any]) -> Any:
     )
 
 
-def _grant_receipt(grant: EmergencyGrant, actor: dict[str, Any]) -> Any:
+def _grant_receipt(
+    grant: EmergencyGrant,
+    actor: dict[str, Any],
+    *,
+    decision_status: str = "pass",
+    rationale: str = "emergency capacity granted",
+    badges: tuple[str, ...] = (),
+) -> Any:
     return emit_receipt(
         tenant_id=grant.tenant_id,
         gate_id="approval",
@@ -365,9 +372,9 @@ def _grant_receipt(grant: EmergencyGrant, actor: dict[str, Any]) -> Any:
             "ends_at": grant.ends_at,
             "status": grant.status,
         },
-        decision_status="pass",
-        rationale="emergency capacity granted",
-        badges=["emergency_capacity"],
+        decision_status=decision_status,
+        rationale=rationale,
+        badges=["emergency_capacity", *badges],
         policy_version_ids=[f"{grant.policy_id}@{grant.policy.version}"],
         actor=actor,
     )
@@ -390,6 +397,29 @@ def emergency_capacity_approved(approval: Any) -> None:
             grant, {"principal": approval.decided_by, "credential_id": "", "instance": ""}
         )
         _after_commit_bump(approval.tenant_id)
+
+
+#: A grant waiting for its approval ends as the approval did (`approvals.models.CLOSED`).
+_CLOSED_GRANT_STATUS = {"rejected": GrantStatus.REJECTED, "expired": GrantStatus.EXPIRED}
+
+
+def emergency_capacity_closed(approval: Any, actor: dict[str, Any]) -> None:
+    """Approval callback (registered in AppConfig.ready), inside the approval's transition: a
+    grant still waiting for a rejected or expired request ends with it and never applies. A
+    grant that already started (its request was approved, then expired) is not touched."""
+    grants = EmergencyGrant.objects.select_for_update().filter(
+        tenant_id=approval.tenant_id, approval_id=approval.pk, status=GrantStatus.PENDING_APPROVAL
+    )
+    for grant in grants:
+        grant.status = _CLOSED_GRANT_STATUS[approval.status]
+        grant.save(update_fields=["status"])
+        _grant_receipt(
+            grant,
+            actor,
+            decision_status="hard_block",
+            rationale=f"emergency capacity not granted: approval {approval.status}",
+            badges=(grant.status,),
+        )
 
 
 # --- the check ----------------------------------------------------------------------------------

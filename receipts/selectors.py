@@ -10,6 +10,7 @@ from typing import Any
 from django.db.models import Q, QuerySet
 from django.utils.dateparse import parse_datetime
 
+from budgeting_site.platform.queries import filter_given
 from receipts.exceptions import InvalidCursor, ReceiptNotFound
 from receipts.keys import b64url
 from receipts.models import Receipt, SigningKey
@@ -31,16 +32,13 @@ def receipts_for(
     end_time: datetime | None = None,
 ) -> QuerySet[Receipt]:
     """Newest first; the time range is half-open `[start_time, end_time)`."""
-    qs = Receipt.objects.filter(tenant_id=tenant_id)
-    if gate_id:
-        qs = qs.filter(gate_id=gate_id)
-    if decision:
-        qs = qs.filter(decision_status=decision)
-    if start_time is not None:
-        qs = qs.filter(timestamp_utc__gte=start_time)
-    if end_time is not None:
-        qs = qs.filter(timestamp_utc__lt=end_time)
-    return qs.order_by("-timestamp_utc", "-receipt_id")
+    return filter_given(
+        Receipt.objects.filter(tenant_id=tenant_id),
+        gate_id=gate_id,
+        decision_status=decision,
+        timestamp_utc__gte=start_time,
+        timestamp_utc__lt=end_time,
+    ).order_by("-timestamp_utc", "-receipt_id")
 
 
 def encode_cursor(receipt: Receipt) -> str:

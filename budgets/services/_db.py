@@ -28,7 +28,7 @@ from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
 
 from budgets.exceptions import BudgetBusy
-from budgets.models import BudgetPeriod
+from budgets.models import BudgetPeriod, Reservation
 
 logger = logging.getLogger(__name__)
 
@@ -209,23 +209,8 @@ def apply_counter_changes(changes: Iterable[CounterChange]) -> None:
     transaction.on_commit(clear_throttle_cache)
 
 
-RES_COLUMNS = (
-    "id",
-    "tenant_id",
-    "status",
-    "resource_type",
-    "estimated_cost",
-    "currency",
-    "actual_cost",
-    "requested_by",
-    "approval_id",
-    "created_at",
-    "expires_at",
-    "settled_at",
-    "expiry_outcome",
-    "record_id",
-    "late_settled",
-)
+#: Every column of a reservation (none is a foreign key, so column = attribute name).
+RES_COLUMNS = tuple(f.column for f in Reservation._meta.concrete_fields)
 LINE_COLUMNS = ("id", "tenant_id", "reservation_id", "budget_id", "period_id", "amount", "active")
 
 

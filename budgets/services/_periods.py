@@ -1,6 +1,6 @@
 """Period rows: found or created (idempotently) for the budgets a change touches."""
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -23,24 +23,7 @@ def ensure_period_rows(
     wanted = {(b.pk, p.start): (b, p) for b, p in pairs}
     if not wanted:
         return {}
-    found = _fetch(wanted)
-    missing = [key for key in wanted if key not in found]
-    if missing:
-        BudgetPeriod.objects.bulk_create(
-            [
-                BudgetPeriod(
-                    tenant_id=wanted[key][0].tenant_id,
-                    budget=wanted[key][0],
-                    period_start=wanted[key][1].start,
-                    period_end=wanted[key][1].end,
-                    budget_amount=wanted[key][0].budget_amount,
-                )
-                for key in missing
-            ],
-            ignore_conflicts=True,
-        )
-        found = _fetch(wanted)
-    return found
+    return _complete(wanted, _fetch(wanted), create=True, reselect=lambda: _fetch(wanted))
 
 
 def _fetch(
@@ -71,34 +54,42 @@ def rows_for_keys(
     wanted = {(b.pk, p.start): (b, p) for b, p in pairs}
     if not wanted:
         return {}
-    found = _select(wanted, lock)
+    return _complete(
+        wanted, _select(wanted, lock), create=create, reselect=lambda: _select(wanted, lock)
+    )
+
+
+def _complete(
+    wanted: dict[tuple[object, datetime], tuple[Budget, Period]],
+    found: Rows,
+    *,
+    create: bool,
+    reselect: Callable[[], Rows],
+) -> Rows:
+    """`found` with the rows of `wanted` it lacks: with create, inserted (INSERT ... ON
+    CONFLICT DO NOTHING, so concurrent callers end up with the same row) and read again by
+    `reselect`; without, unsaved rows with zeros."""
     missing = [key for key in wanted if key not in found]
-    if missing and create:
+    if not missing:
+        return found
+    if create:
         BudgetPeriod.objects.bulk_create(
-            [
-                BudgetPeriod(
-                    tenant_id=wanted[key][0].tenant_id,
-                    budget=wanted[key][0],
-                    period_start=wanted[key][1].start,
-                    period_end=wanted[key][1].end,
-                    budget_amount=wanted[key][0].budget_amount,
-                )
-                for key in missing
-            ],
-            ignore_conflicts=True,
+            [_new_row(*wanted[key]) for key in missing], ignore_conflicts=True
         )
-        found = _select(wanted, lock)
-    elif missing:
-        for key in missing:
-            budget, period = wanted[key]
-            found[key] = BudgetPeriod(
-                tenant_id=budget.tenant_id,
-                budget=budget,
-                period_start=period.start,
-                period_end=period.end,
-                budget_amount=budget.budget_amount,
-            )
+        return reselect()
+    for key in missing:
+        found[key] = _new_row(*wanted[key])
     return found
+
+
+def _new_row(budget: Budget, period: Period) -> BudgetPeriod:
+    return BudgetPeriod(
+        tenant_id=budget.tenant_id,
+        budget=budget,
+        period_start=period.start,
+        period_end=period.end,
+        budget_amount=budget.budget_amount,
+    )
 
 
 def _select(
@@ -146,33 +137,12 @@ def rows_with_fingerprint(
             seen = cursor.fetchone()[0]
     if seen != expected:
         raise DefinitionsChanged()
-    missing = [key for key in wanted if key not in found]
-    if missing and create:
-        BudgetPeriod.objects.bulk_create(
-            [
-                BudgetPeriod(
-                    tenant_id=wanted[key][0].tenant_id,
-                    budget=wanted[key][0],
-                    period_start=wanted[key][1].start,
-                    period_end=wanted[key][1].end,
-                    budget_amount=wanted[key][0].budget_amount,
-                )
-                for key in missing
-            ],
-            ignore_conflicts=True,
-        )
-        found, _ = _select_raw(wanted, lock, fingerprint)
-    elif missing:
-        for key in missing:
-            budget, period = wanted[key]
-            found[key] = BudgetPeriod(
-                tenant_id=budget.tenant_id,
-                budget=budget,
-                period_start=period.start,
-                period_end=period.end,
-                budget_amount=budget.budget_amount,
-            )
-    return found
+    return _complete(
+        wanted,
+        found,
+        create=create,
+        reselect=lambda: _select_raw(wanted, lock, fingerprint)[0],
+    )
 
 
 _UNREAD: Any = object()

@@ -192,6 +192,16 @@ def test_consume_is_once_and_only_for_its_requester_budget_and_amount(frozen):
     assert ApprovalRequest.objects.get().status == "consumed"
 
 
+def _capacity_request(policy: int) -> ApprovalRequest:
+    return services.request_approval(
+        tenant_id=TENANT,
+        kind="emergency_capacity",
+        requested_by="architect-1",
+        requested_amount=D(10),
+        policy_id=uuid.UUID(int=policy),
+    ).approval
+
+
 def test_on_approved_callbacks_run_in_the_same_transaction(frozen, monkeypatch):
     seen = []
     monkeypatch.setattr(services, "_ON_APPROVED", {})
@@ -213,16 +223,57 @@ def test_on_approved_callbacks_run_in_the_same_transaction(frozen, monkeypatch):
         raise RuntimeError("grant failed")
 
     monkeypatch.setattr(services, "_ON_APPROVED", {"emergency_capacity": [boom]})
-    other = services.request_approval(
-        tenant_id=TENANT,
-        kind="emergency_capacity",
-        requested_by="architect-1",
-        requested_amount=D(10),
-        policy_id=uuid.UUID(int=8),
-    ).approval
+    other = _capacity_request(policy=8)
     with pytest.raises(RuntimeError):
         services.approve(tenant_id=TENANT, approval_id=other.pk, approver=FC)
     assert ApprovalRequest.objects.get(pk=other.pk).status == "pending"
+
+
+def test_closed_callbacks_run_on_reject_and_expiry_in_the_same_transaction(frozen, monkeypatch):
+    seen: list[tuple[str, str, str]] = []
+
+    def record(approval, actor):
+        seen.append((str(approval.pk), approval.status, actor["principal"]))
+
+    monkeypatch.setattr(services, "_ON_CLOSED", {})
+    services.register_on_closed("budget_overrun", record)
+    services.register_on_closed("budget_overrun", record)  # registered once
+    with pytest.raises(ValueError):
+        services.register_on_closed("nope", record)
+    rejected = _request().approval
+    approved = _request(requester="svc-b").approval
+    waiting = _request(requester="svc-c").approval
+    services.reject(tenant_id=TENANT, approval_id=rejected.pk, approver=FC)
+    services.approve(tenant_id=TENANT, approval_id=approved.pk, approver=FC)
+    assert seen == [(str(rejected.pk), "rejected", "fc-1")]
+    frozen["now"] = NOW + timedelta(hours=24)
+    assert tasks.expire() == 2
+    assert tasks.expire() == 0
+    # An approved request that expires unused is closed too; its callback decides what to do.
+    assert sorted(seen[1:]) == sorted(
+        [
+            (str(approved.pk), "expired", "system:approvals.expire"),
+            (str(waiting.pk), "expired", "system:approvals.expire"),
+        ]
+    )
+
+    def boom(_approval, _actor):
+        raise RuntimeError("subject failed")
+
+    monkeypatch.setattr(services, "_ON_CLOSED", {"budget_overrun": [boom]})
+    other = _request(requester="svc-d").approval
+    unaffected = _capacity_request(policy=8)
+    receipts = Receipt.objects.count()
+    with pytest.raises(RuntimeError):
+        services.reject(tenant_id=TENANT, approval_id=other.pk, approver=FC)
+    assert ApprovalRequest.objects.get(pk=other.pk).status == "pending"
+    assert Receipt.objects.count() == receipts
+    # The expiry job rolls back the failing one, logs it, and goes on with the others.
+    frozen["now"] = NOW + timedelta(hours=48)
+    assert tasks.expire() == 1
+    assert ApprovalRequest.objects.get(pk=other.pk).status == "pending"
+    assert ApprovalRequest.objects.get(pk=unaffected.pk).status == "expired"
+    assert Receipt.objects.count() == receipts + 1
 
 
 # --- The API --------------------------------------------------------------------------------

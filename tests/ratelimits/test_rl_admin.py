@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
+import time_machine
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import Client
 
+from approvals import tasks as approval_tasks
+from budgeting_site.platform.principal import Principal
 from budgeting_site.platform.services import set_membership
+from ratelimits import services
 from ratelimits.models import RateLimitPolicy
 from receipts.models import Receipt
+
+from .conftest import NOON
 
 PASSWORD = "a-long-test-password-42"
 pytestmark = pytest.mark.django_db
@@ -73,3 +81,30 @@ def test_admin_lists_only_the_users_tenants():
     )
     assert client.get("/admin/ratelimits/ratelimitusage/").status_code == 200
     assert client.get("/admin/ratelimits/emergencygrant/").status_code == 200
+
+
+def test_admin_shows_a_grant_whose_approval_expired():
+    architect = Principal(
+        principal="arch-1", tenant_id="t-acme", roles=frozenset({"system_architect"})
+    )
+    with time_machine.travel(NOON, tick=False):
+        policy = services.policy_create(
+            tenant_id="t-acme",
+            data={"resource_type": "llm", "limit_value": 10, "time_window_seconds": 60},
+            actor=architect.actor,
+        )
+        services.emergency_capacity_request(
+            tenant_id="t-acme",
+            policy_id=policy.pk,
+            extra_requests=5,
+            duration_seconds=5 * 3600,
+            reason="launch",
+            principal=architect,
+        )
+    with time_machine.travel(NOON + timedelta(hours=24), tick=False):
+        assert approval_tasks.expire() == 1
+    client = _client("auditor", {"t-acme": ["auditor"]})
+    page = client.get("/admin/ratelimits/emergencygrant/?status__exact=expired")
+    assert page.status_code == 200
+    assert page.context["cl"].result_count == 1
+    assert b"Expired" in page.content

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import time_machine
 
+from approvals import tasks
 from approvals.models import ApprovalRequest
 from ratelimits.models import EmergencyGrant
 from receipts.models import Receipt
@@ -86,6 +87,112 @@ def test_emergency_capacity_past_four_hours_waits_for_approval(
         assert check(service, dry_run=True).json()["limit_value"] == 15
     with time_machine.travel(start + timedelta(hours=5), tick=False):
         assert check(service, dry_run=True).json()["limit_value"] == 10
+
+
+def _waiting_grant(architect, admin_client, *, limit_value: int = 10) -> tuple[dict, str]:
+    """A policy and a grant past 4 h waiting for its approval, made at NOON."""
+    policy = make_policy(admin_client, limit_value=limit_value)
+    body = _grant(architect, policy["policy_id"], duration_seconds=5 * 3600).json()
+    assert body["status"] == "pending_approval"
+    return policy, body["approval_id"]
+
+
+def _decide(controller, approval_id: str, verb: str, at: datetime, capture) -> None:
+    """The controller approves or rejects at `at`, running the after-commit work."""
+    with time_machine.travel(at, tick=False), capture(execute=True):
+        decided = controller.post(f"{BASE}/approvals/{approval_id}/{verb}", {}, format="json")
+    assert decided.status_code == 200, decided.content
+
+
+def _grant_receipts(status: str) -> list[dict]:
+    """The signed receipts of grants that ended as `status`."""
+    receipts = [r.as_dict() for r in Receipt.objects.filter(gate_id="approval")]
+    return [
+        r
+        for r in receipts
+        if "grant_id" in r["result"] and r["decision"]["badges"] == ["emergency_capacity", status]
+    ]
+
+
+@pytest.fixture
+def waiting_approval(admin_client, client_for) -> str:
+    """The approval id of a grant past 4 h made at NOON by arch-1, waiting for its approval."""
+    with time_machine.travel(NOON, tick=False):
+        _, approval_id = _waiting_grant(
+            client_for(["system_architect"], sub="arch-1"), admin_client
+        )
+    return approval_id
+
+
+def test_rejected_approval_rejects_the_grant_and_it_never_applies(
+    rl_store, service, client_for, waiting_approval, django_capture_on_commit_callbacks
+):
+    controller = client_for(["financial_controller"], sub="fc-1")
+    approval_id = waiting_approval
+    _decide(
+        controller,
+        approval_id,
+        "reject",
+        NOON + timedelta(minutes=30),
+        django_capture_on_commit_callbacks,
+    )
+    with time_machine.travel(NOON + timedelta(minutes=30), tick=False):
+        grant = EmergencyGrant.objects.get()
+        assert (grant.status, grant.starts_at, grant.ends_at) == ("rejected", None, None)
+        assert check(service, dry_run=True).json()["limit_value"] == 10
+        # The approval can no longer be approved, so the grant can never start.
+        late = controller.post(f"{BASE}/approvals/{approval_id}/approve", {}, format="json")
+        assert late.status_code == 409
+        assert EmergencyGrant.objects.get().status == "rejected"
+    (receipt,) = _grant_receipts("rejected")
+    assert receipt["decision"]["status"] == "hard_block"
+    assert receipt["result"]["grant_id"] == str(grant.pk)
+    assert receipt["result"]["status"] == "rejected"
+    assert receipt["actor"]["principal"] == "fc-1"
+    with time_machine.travel(NOON + timedelta(hours=2), tick=False):
+        assert check(service, dry_run=True).json()["limit_value"] == 10
+
+
+def test_expiry_job_expires_the_waiting_grant_once(rl_store, service, waiting_approval):
+    with time_machine.travel(NOON + timedelta(hours=24), tick=False):
+        assert tasks.expire() == 1
+        assert tasks.expire() == 0
+        grant = EmergencyGrant.objects.get()
+        assert (grant.status, grant.starts_at) == ("expired", None)
+        assert ApprovalRequest.objects.get().status == "expired"
+        assert check(service, dry_run=True).json()["limit_value"] == 10
+    (receipt,) = _grant_receipts("expired")
+    assert receipt["decision"]["status"] == "hard_block"
+    assert receipt["actor"]["principal"] == "system:approvals.expire"
+
+
+def test_a_repeat_past_the_timeout_expires_the_old_grant_and_waits_anew(admin_client, client_for):
+    architect = client_for(["system_architect"], sub="arch-1")
+    with time_machine.travel(NOON, tick=False):
+        policy, first_approval = _waiting_grant(architect, admin_client)
+    with time_machine.travel(NOON + timedelta(hours=25), tick=False):
+        again = _grant(architect, policy["policy_id"], duration_seconds=5 * 3600).json()
+    assert again["status"] == "pending_approval" and again["approval_id"] != first_approval
+    statuses = dict(EmergencyGrant.objects.values_list("approval_id", "status"))
+    assert {str(k): v for k, v in statuses.items()} == {
+        first_approval: "expired",
+        again["approval_id"]: "pending_approval",
+    }
+
+
+def test_an_approved_grant_is_untouched_when_its_approval_expires(
+    rl_store, service, client_for, waiting_approval, django_capture_on_commit_callbacks
+):
+    controller = client_for(["financial_controller"], sub="fc-1")
+    start = NOON + timedelta(hours=20)
+    _decide(controller, waiting_approval, "approve", start, django_capture_on_commit_callbacks)
+    # The approval expires 24 h after it was made; the grant runs its own 5 h.
+    with time_machine.travel(NOON + timedelta(hours=24), tick=False):
+        assert tasks.expire() == 1
+        grant = EmergencyGrant.objects.get()
+        assert (grant.status, grant.ends_at) == ("active", start + timedelta(hours=5))
+        assert check(service, dry_run=True).json()["limit_value"] == 15
+        assert _grant_receipts("expired") == []
 
 
 # --- this API's own limits -----------------------------------------------------------------------
