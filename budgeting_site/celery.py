@@ -3,9 +3,11 @@ imports no domain app. Every job is safe to run twice or late."""
 
 import os
 from datetime import timedelta
+from typing import Any
 
 from celery import Celery
 from celery.schedules import crontab
+from celery.signals import task_postrun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "budgeting_site.settings")
 
@@ -77,3 +79,14 @@ BEAT_SCHEDULE = {
     },
 }
 app.conf.beat_schedule = BEAT_SCHEDULE
+
+
+@task_postrun.connect
+def count_job_run(sender: Any = None, state: str | None = None, **_: Any) -> None:
+    """Every task a worker process runs counts in scheduled_job_runs_total, as the in-process
+    scheduler counts its own (with PROMETHEUS_MULTIPROC_DIR, the web's /metrics shows both)."""
+    from budgeting_site.platform.metrics import JOB_RUNS
+
+    JOB_RUNS.labels(
+        getattr(sender, "name", "unknown"), "ok" if state == "SUCCESS" else "error"
+    ).inc()

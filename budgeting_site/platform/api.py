@@ -7,13 +7,13 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import extend_schema, inline_serializer
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from rest_framework import serializers
 from rest_framework.renderers import BaseRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from budgeting_site.platform import clock, health
+from budgeting_site.platform import clock, health, metrics
 from budgeting_site.platform.errors import (
     DomainError,
     MethodNotAllowed,
@@ -89,7 +89,7 @@ class MetricsView(ApiView):
     def get(self, request: Request) -> HttpResponse:
         if request.user is None and not self._has_scrape_token():
             raise Unauthorized()
-        return HttpResponse(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+        return HttpResponse(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
 
     def initialize_request(self, request: HttpRequest, *args: Any, **kwargs: Any) -> Request:
         self.request = request

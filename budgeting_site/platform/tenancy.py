@@ -12,14 +12,20 @@ from budgeting_site.platform.models import AuditLogEntry
 from budgeting_site.platform.principal import Principal
 
 
+def _storable(text: str, limit: int) -> str:
+    """What the caller sent, as text PostgreSQL can store: NUL and lone surrogates escaped."""
+    escaped = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+    return escaped[:limit]
+
+
 def record_cross_tenant_attempt(request: Request, principal: Principal, target: str) -> None:
     AuditLogEntry.objects.create(
         at=clock.now(),
         action="cross_tenant_denied",
         principal=principal.principal,
         tenant_id=principal.tenant_id,
-        target_tenant_id=str(target)[:128],
-        path=request.path[:512],
+        target_tenant_id=_storable(str(target), 128),
+        path=_storable(request.path, 512),
         method=request.method,
         correlation_id=current_correlation_id(),
     )

@@ -271,6 +271,8 @@ class Stack:
                 "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
                 "API_RATE_LIMITS": self.config.api_rate_limits,
                 "WEBHOOK_ALLOW_PRIVATE_URLS": "true",
+                # Every process's metrics on the web's /metrics (worker counters included).
+                "PROMETHEUS_MULTIPROC_DIR": str(self.tmp / "prometheus"),
                 "LOG_LEVEL": "WARNING",
                 "PYTHONUNBUFFERED": "1",
                 "PYTHONPATH": os.pathsep.join(

@@ -109,3 +109,16 @@ def test_dashboard_is_valid_grafana_json_over_existing_metrics():
     for expr in exprs:
         unknown = _metric_names(expr.replace("$__rate_interval", "5m")) - known
         assert not unknown, f"{expr}: {unknown}"
+
+
+def test_web_and_worker_share_the_metrics_folder():
+    # The worker's counters reach the web's /metrics only through one shared folder.
+    dockerfile = (REPO / "Dockerfile").read_text()
+    folder = re.search(r"^ENV PROMETHEUS_MULTIPROC_DIR=(\S+)$", dockerfile, re.M).group(1)
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    mounts = {
+        name: {v.split(":")[1]: v.split(":")[0] for v in compose["services"][name]["volumes"]}
+        for name in ("web", "worker")
+    }
+    assert mounts["web"][folder] == mounts["worker"][folder]
+    assert compose["volumes"][mounts["web"][folder]]["driver_opts"]["type"] == "tmpfs"

@@ -17,6 +17,7 @@ recount of budgets and quotas from their ledgers, receipts = decisions).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shelve
 import time
@@ -31,6 +32,7 @@ from tests.system.invariants import assert_invariants
 from tests.system.receiver import Receiver
 from tests.system.stack import Stack, wait_for
 from tests.system.traffic import Traffic, pct
+from tests.system.world import QUOTA_ALLOCATION
 
 pytestmark = [pytest.mark.system, pytest.mark.postgres, pytest.mark.redis]
 
@@ -329,6 +331,34 @@ def test_postgres_terminated_during_cost_ingest_loses_no_accepted_record(healthy
     assert all(s.status == 202 for s in samples), [s for s in samples if s.status != 202][:3]
 
 
+@contextlib.contextmanager
+def _explained(stack: Stack, subscription_id: str):
+    """A wait that times out says where the delivery stood: its row, its attempts, whether the
+    worker and beat were alive, and the stack's clock offset."""
+    try:
+        yield
+    except TimeoutError as exc:
+        with stack.db() as conn:
+            rows = conn.execute(
+                "SELECT status, attempts, lease_until, next_attempt_at, last_error "
+                "FROM events_delivery WHERE subscription_id = %s",
+                (subscription_id,),
+            ).fetchall()
+            attempts = conn.execute(
+                "SELECT a.number, a.outcome, a.status_code, a.error, a.attempted_at "
+                "FROM events_deliveryattempt a "
+                "JOIN events_delivery d ON d.delivery_id = a.delivery_id "
+                "WHERE d.subscription_id = %s ORDER BY a.id",
+                (subscription_id,),
+            ).fetchall()
+        assert stack.worker is not None and stack.beat is not None
+        pytest.fail(
+            f"{exc}\ndeliveries: {rows}\nattempts: {attempts}\n"
+            f"worker alive: {stack.worker.running()}, beat alive: {stack.beat.running()}, "
+            f"clock offset: {stack.clock_file.read_text()} s, now: {datetime.now(UTC)}"
+        )
+
+
 @pytest.fixture
 def receiver():
     r = Receiver()
@@ -348,19 +378,10 @@ def test_worker_killed_during_webhook_delivery_redelivers_same_webhook_id(health
             )
         )
         receiver.hold()
-        _created(
-            c.post(
-                "/quotas/allocate",
-                json={
-                    "resource_type": "gpu.hours",
-                    "allocated_amount": "10",
-                    "period_start": "2020-01-01T00:00:00Z",
-                    "period_end": "2099-01-01T00:00:00Z",
-                    "auto_renew": False,
-                },
-            )
-        )
-    first = wait_for(lambda: receiver.received(hook_path), timeout=30, what="first delivery")[0]
+        _created(c.post("/quotas/allocate", json=QUOTA_ALLOCATION))
+    with _explained(stack, sub["subscription_id"]):
+        first = wait_for(lambda: receiver.received(hook_path), timeout=30, what="first delivery")
+    first = first[0]
     assert first.webhook_id
     stack.worker.kill()  # mid-delivery: the receiver has not answered
     receiver.release()
@@ -369,14 +390,15 @@ def test_worker_killed_during_webhook_delivery_redelivers_same_webhook_id(health
     # move the stack's clock past it instead of waiting.
     stack.set_clock_offset(65)
     try:
-        redelivered = wait_for(
-            lambda: [
-                d for d in receiver.received(hook_path)[1:] if d.webhook_id == first.webhook_id
-            ],
-            timeout=60,
-            interval=0.5,
-            what="redelivery after the worker restart",
-        )
+        with _explained(stack, sub["subscription_id"]):
+            redelivered = wait_for(
+                lambda: [
+                    d for d in receiver.received(hook_path)[1:] if d.webhook_id == first.webhook_id
+                ],
+                timeout=60,
+                interval=0.5,
+                what="redelivery after the worker restart",
+            )
         assert redelivered[0].json()["event_id"] == first.webhook_id
         assert redelivered[0].headers["webhook-signature"].startswith("v1,")
         assert redelivered[0].body == first.body
@@ -387,7 +409,8 @@ def test_worker_killed_during_webhook_delivery_redelivers_same_webhook_id(health
             rows = r.json().get("deliveries", []) if r.status_code == 200 else []
             return [d for d in rows if d.get("status") == "delivered"]
 
-        rows = wait_for(delivered, timeout=20, interval=0.5, what="delivery marked delivered")
+        with _explained(stack, sub["subscription_id"]):
+            rows = wait_for(delivered, timeout=20, interval=0.5, what="delivery marked delivered")
         assert len(rows) == 1
     finally:
         stack.set_clock_offset(0)

@@ -17,6 +17,15 @@ from tests.system.routes import ALL_ROLES
 from tests.system.stack import Stack
 
 START = "2020-01-01T00:00:00Z"
+#: A quota allocation of the caller's tenant: one request that publishes one event
+#: (`quota_allocated`), for the tests that watch a webhook delivery.
+QUOTA_ALLOCATION = {
+    "resource_type": "gpu.hours",
+    "allocated_amount": "10",
+    "period_start": START,
+    "period_end": "2099-01-01T00:00:00Z",
+    "auto_renew": False,
+}
 
 
 def _is_uuid(value: Any) -> bool:
