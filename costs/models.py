@@ -148,6 +148,10 @@ class CostRecord(models.Model):
             models.Index(
                 fields=("tenant_id", "-timestamp", "-record_id"), name="costs_rec_tenant_time"
             ),
+            # The list filtered by a resource type or by who it is attributed to (and the
+            # usage-based allocation weights): a rare value would otherwise scan the window
+            # (docs/costs-reporting.md, "Indexes"). Service and region filters ride on the
+            # tenant-and-time index: every index costs the batch insert.
             models.Index(
                 fields=("tenant_id", "resource_type", "timestamp"), name="costs_rec_resource"
             ),
@@ -161,8 +165,6 @@ class CostRecord(models.Model):
                 condition=Q(counted=False),
                 name="costs_rec_not_counted",
             ),
-            # Service and region filters ride on the tenant-and-time index: fewer indexes keep
-            # the batch insert lean, and reports read those dimensions from the rollups.
             models.Index(
                 fields=("allocation_id",),
                 condition=Q(allocation_id__isnull=False),
@@ -174,11 +176,11 @@ class CostRecord(models.Model):
         return f"{self.resource_type} {self.cost_amount} {self.currency} @ {self.timestamp:%c}"
 
 
-class CostDailyRollup(models.Model):
-    """Counted cost per tenant, UTC day and dimension tuple, kept current on every write."""
+class Rollup(models.Model):
+    """What every rollup keeps: counted cost per tenant and dimension tuple (the subclasses
+    add the period and, for tags, the tag), kept current on every write (costs/rollups.py)."""
 
     tenant_id = models.CharField(max_length=128)
-    day = models.DateField()
     resource_type = models.CharField(max_length=128)
     service_name = models.CharField(max_length=128, blank=True, default="")
     region = models.CharField(max_length=128, blank=True, default="")
@@ -191,24 +193,68 @@ class CostDailyRollup(models.Model):
     record_count = models.BigIntegerField(default=0)
 
     class Meta:
+        abstract = True
+
+
+#: The dimensions every rollup keeps (what reports group and filter by), before currency.
+DIMENSIONS = ("resource_type", "service_name", "region", "attributed_to_type", "attributed_to_id")
+ROLLUP_KEY = (*DIMENSIONS, "currency")
+
+
+class CostDailyRollup(Rollup):
+    """Counted cost per tenant, UTC day and dimension tuple."""
+
+    day = models.DateField()
+
+    class Meta:
         constraints = [
             models.UniqueConstraint(
-                fields=(
-                    "tenant_id",
-                    "day",
-                    "resource_type",
-                    "service_name",
-                    "region",
-                    "attributed_to_type",
-                    "attributed_to_id",
-                    "currency",
-                ),
-                name="costs_rollup_unique_key",
+                fields=("tenant_id", "day", *ROLLUP_KEY), name="costs_rollup_unique_key"
             )
         ]
 
     def __str__(self) -> str:
         return f"{self.tenant_id} {self.day} {self.resource_type}: {self.total_cost}"
+
+
+class CostHourlyRollup(Rollup):
+    """Counted cost per tenant, UTC hour and dimension tuple. Reports read it for the whole
+    hours of a day they cover only in part (a window that does not start or end at midnight,
+    an FX rate that changes during a day)."""
+
+    hour = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=("tenant_id", "hour", *ROLLUP_KEY), name="costs_hourly_rollup_unique_key"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.hour:%Y-%m-%dT%H} {self.resource_type}: {self.total_cost}"
+
+
+class CostTagRollup(Rollup):
+    """Counted cost per tenant, tag key, UTC day, tag value and dimension tuple: a record adds
+    to one row per tag it carries. Tag groupings and a single tag filter read it; records
+    without the key are the daily rollup minus these rows."""
+
+    tag_key = models.CharField(max_length=128)
+    day = models.DateField()
+    tag_value = models.CharField(max_length=256)
+
+    class Meta:
+        constraints = [
+            # Key before day: a report reads one key over a range of days, one index range.
+            models.UniqueConstraint(
+                fields=("tenant_id", "tag_key", "day", "tag_value", *ROLLUP_KEY),
+                name="costs_tag_rollup_unique_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.day} {self.tag_key}={self.tag_value}: {self.total_cost}"
 
 
 class CostAllocation(models.Model):

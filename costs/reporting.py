@@ -6,9 +6,12 @@ with wide-precision multiplication (no rounding), then summed. To read few rows:
 - The requested range is cut into segments at every instant an FX rate that matters takes
   effect, so inside a segment each currency has one rate and a group's sum can be converted
   once (Σ amount x r = r x Σ amount, exactly).
-- Inside a segment, whole UTC days come from the daily rollups when the grouping and filters
-  are rollup dimensions; the partial days at the edges (and tag groupings or filters) come
-  from the raw table.
+- Inside a segment, whole UTC days come from the daily rollups, the whole hours of a partial
+  day (a window or a segment that does not start or end at midnight) from the hourly
+  rollups, and only the sub-hour edges from the raw table.
+- A grouping by one tag key, or a filter on one tag, reads the tag rollups for whole days
+  (records without the key: the daily rollup minus the tag rollup) and the raw table for
+  partial days. More than one tag key in a query reads the raw table.
 
 So a rollup-based answer and a raw-table answer are the same numbers, not just close ones.
 On PostgreSQL the database sums (NUMERIC is exact); on SQLite, which stores decimals as REAL,
@@ -30,24 +33,14 @@ from django.db.models.functions import Cast, TruncDate
 
 from budgeting_site.platform.money import WIDE_PRECISION
 from costs.fx import FxTable
-from costs.models import CostDailyRollup, CostRecord
+from costs.models import CostDailyRollup, CostHourlyRollup, CostRecord, CostTagRollup
+from costs.rollups import DIMENSIONS as ROLLUP_DIMENSIONS
+from costs.rollups import WIDE
 
-ROLLUP_DIMENSIONS = (
-    "resource_type",
-    "service_name",
-    "region",
-    "attributed_to_type",
-    "attributed_to_id",
-)
 TIME_DIMENSIONS = ("day", "week", "month")
 FILTER_FIELDS = ROLLUP_DIMENSIONS
 DT_MIN = datetime(1, 1, 2, tzinfo=UTC)
 ZERO = Decimal(0)
-
-
-def day_bounds(day: date) -> tuple[datetime, datetime]:
-    start = datetime.combine(day, time.min, tzinfo=UTC)
-    return start, start + timedelta(days=1)
 
 
 def _ceil_day(at: datetime) -> date:
@@ -86,9 +79,29 @@ class CostQuery:
     tags: list[tuple[str, str]] = field(default_factory=list)
     group_by: list[str] = field(default_factory=list)
 
+
+@dataclass(frozen=True)
+class RollupPlan:
+    """Which rollups can answer a query: plain (no tag involved), or one tag key."""
+
+    tag_key: str | None = None
+    #: the one tag filter's value, when the query filters on the tag
+    tag_value: str | None = None
+
     @property
-    def needs_raw(self) -> bool:
-        return bool(self.tags) or any(d.startswith("tag:") for d in self.group_by)
+    def absent_group(self) -> bool:
+        """Grouped by the tag without filtering on it: records without the key are a group."""
+        return self.tag_key is not None and self.tag_value is None
+
+
+def rollup_plan(query: CostQuery) -> RollupPlan | None:
+    """None when only the raw table can answer (tags of more than one key, two tag filters)."""
+    keys = {d[4:] for d in query.group_by if d.startswith("tag:")} | {k for k, _ in query.tags}
+    if not keys:
+        return RollupPlan()
+    if len(keys) > 1 or len(query.tags) > 1:
+        return None
+    return RollupPlan(keys.pop(), query.tags[0][1] if query.tags else None)
 
 
 @dataclass
@@ -99,7 +112,8 @@ class Aggregate:
     group_by: list[str]
     groups: dict[tuple[Any, ...], list[Any]] = field(default_factory=dict)
     converted: bool = False
-    rollup_days: int = 0
+    #: how many ranges were read from rollups and from the raw table
+    rollup_ranges: int = 0
     raw_ranges: int = 0
 
     def add(self, key: tuple[Any, ...], cost: Decimal, usage: Decimal, count: int) -> None:
@@ -107,8 +121,8 @@ class Aggregate:
         if entry is None:
             self.groups[key] = [cost, usage, count]
         else:
-            entry[0] += cost
-            entry[1] += usage
+            entry[0] = WIDE.add(entry[0], cost)
+            entry[1] = WIDE.add(entry[1], usage)
             entry[2] += count
 
     @property
@@ -143,7 +157,8 @@ def raw_queryset(query: CostQuery) -> QuerySet[CostRecord]:
 
 
 def _currencies(query: CostQuery, use_rollups: bool) -> set[str]:
-    if use_rollups and not query.needs_raw:
+    """The currencies the query may meet (a superset is fine: it only adds FX cuts)."""
+    if use_rollups:
         qs: QuerySet[Any] = CostDailyRollup.objects.filter(tenant_id=query.tenant_id)
         if query.start is not None:
             qs = qs.filter(day__gte=_floor_day(query.start))
@@ -182,7 +197,7 @@ def aggregate(
     currencies = _currencies(query, use_rollups)
     if not currencies:
         return result
-    rollup_ok = use_rollups and not query.needs_raw
+    plan = rollup_plan(query) if use_rollups else None
     for seg_start, seg_end in _segments(query, fx, currencies):
         probe = seg_start or DT_MIN
         rates: dict[str, Decimal] = {}
@@ -195,24 +210,38 @@ def aggregate(
                 found = _rates[currency] = fx.rate(currency, query.currency, _probe)
             return found
 
-        if rollup_ok:
-            first_day = _ceil_day(seg_start) if seg_start is not None else None
-            last_day = _floor_day(seg_end) if seg_end is not None else None  # exclusive
-            if first_day is not None and last_day is not None and first_day >= last_day:
-                _from_raw(query, seg_start, seg_end, rate_for, result)
-                continue
-            if seg_start is not None and first_day is not None:
-                head_end = datetime.combine(first_day, time.min, tzinfo=UTC)
-                if seg_start < head_end:
-                    _from_raw(query, seg_start, head_end, rate_for, result)
-            _from_rollups(query, first_day, last_day, rate_for, result)
-            if seg_end is not None and last_day is not None:
-                tail_start = datetime.combine(last_day, time.min, tzinfo=UTC)
-                if tail_start < seg_end:
-                    _from_raw(query, tail_start, seg_end, rate_for, result)
-        else:
-            _from_raw(query, seg_start, seg_end, rate_for, result)
+        reader = _Reader(query, plan, rate_for, result)
+        if plan is None:
+            reader.raw(seg_start, seg_end)
+            continue
+        first_day = _ceil_day(seg_start) if seg_start is not None else None
+        last_day = _floor_day(seg_end) if seg_end is not None else None  # exclusive
+        if first_day is not None and last_day is not None and first_day >= last_day:
+            assert seg_start is not None and seg_end is not None
+            reader.partial(seg_start, seg_end)
+            continue
+        if seg_start is not None and first_day is not None:
+            reader.partial(seg_start, _midnight(first_day))
+        reader.days(first_day, last_day)
+        if seg_end is not None and last_day is not None:
+            reader.partial(_midnight(last_day), seg_end)
+    # Records without a tag key are the daily rollup minus the tag rollup: a group that
+    # nets out to no record is no group.
+    result.groups = {k: v for k, v in result.groups.items() if v[2]}
     return result
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+def _ceil_hour(at: datetime) -> datetime:
+    floor = _floor_hour(at)
+    return floor if floor == at else floor + timedelta(hours=1)
+
+
+def _floor_hour(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
 
 
 def _convert(amount: Decimal, rate: Decimal) -> Decimal:
@@ -225,7 +254,7 @@ def _convert(amount: Decimal, rate: Decimal) -> Decimal:
 
 def _key_builder(group_by: Sequence[str]) -> Any:
     def build(row: dict[str, Any]) -> tuple[Any, ...]:
-        out = []
+        out: list[Any] = []
         for dim in group_by:
             if dim in TIME_DIMENSIONS:
                 out.append(time_key(row["_day"], dim))
@@ -242,108 +271,156 @@ def _tag_alias(dim: str) -> str:
     return "tagdim_" + hashlib.sha1(dim.encode("utf-8"), usedforsecurity=False).hexdigest()[:16]
 
 
-def _group_fields(group_by: Sequence[str], *, rollup: bool) -> tuple[dict[str, Any], list[str]]:
-    """Annotations and value names to group by (always with currency)."""
+#: What each source calls its sums, and its UTC day.
+RAW, DAILY, HOURLY, TAGGED = "raw", "daily", "hourly", "tagged"
+_SUMS = {
+    RAW: ("cost_amount", "usage_quantity"),
+    DAILY: ("total_cost", "total_usage"),
+    HOURLY: ("total_cost", "total_usage"),
+    TAGGED: ("total_cost", "total_usage"),
+}
+
+
+def _day_of(source: str) -> Any:
+    if source == RAW:
+        return TruncDate("timestamp", tzinfo=UTC)
+    if source == HOURLY:
+        return TruncDate("hour", tzinfo=UTC)
+    return F("day")
+
+
+def _group_fields(group_by: Sequence[str], source: str) -> tuple[dict[str, Any], list[str]]:
+    """Annotations and value names to group by (always with currency). A tag dimension is
+    the tag's value in the raw table, `tag_value` in the tag rollup, and left out (None: no
+    such tag) in the other rollups."""
     annotations: dict[str, Any] = {}
     names = ["currency"]
-    needs_day = any(d in TIME_DIMENSIONS for d in group_by)
-    if needs_day:
-        annotations["_day"] = F("day") if rollup else TruncDate("timestamp", tzinfo=UTC)
+    if any(d in TIME_DIMENSIONS for d in group_by):
+        annotations["_day"] = _day_of(source)
         names.append("_day")
     for dim in group_by:
         if dim in ROLLUP_DIMENSIONS and dim not in names:
             names.append(dim)
-        elif dim.startswith("tag:"):
+        elif dim.startswith("tag:") and source in (RAW, TAGGED):
             alias = _tag_alias(dim)
             if alias not in annotations:
-                annotations[alias] = KeyTextTransform(dim[4:], "tags")
+                annotations[alias] = (
+                    KeyTextTransform(dim[4:], "tags") if source == RAW else F("tag_value")
+                )
                 names.append(alias)
     return annotations, names
 
 
-def _accumulate(
-    qs: QuerySet[Any],
-    query: CostQuery,
-    rate_for: Any,
-    result: Aggregate,
-    *,
-    rollup: bool,
-) -> None:
-    annotations, names = _group_fields(query.group_by, rollup=rollup)
-    cost_f, usage_f = ("total_cost", "total_usage") if rollup else ("cost_amount", "usage_quantity")
-    build = _key_builder(query.group_by)
-    if annotations:
-        qs = qs.annotate(**annotations)
-    rows: Iterable[dict[str, Any]]
+def _grouped_sums(qs: QuerySet[Any], names: list[str], source: str) -> Iterable[dict[str, Any]]:
+    """One row per group of `names` with `_cost`, `_usage` and `_count`."""
+    cost_f, usage_f = _SUMS[source]
+    rollup = source != RAW
     if connection.vendor == "postgresql":
         count = Sum("record_count") if rollup else Count("pk")
-        rows = (
+        return (
             qs.order_by()
             .values(*names)
             .annotate(_cost=Sum(cost_f), _usage=Sum(usage_f), _count=count)
         )
-    else:
-        sums: dict[tuple[Any, ...], list[Any]] = {}
-        for values in qs.order_by().values(
-            *names, cost_f, usage_f, *(["record_count"] if rollup else [])
-        ):
-            group = tuple(values[n] for n in names)
-            entry = sums.get(group)
-            if entry is None:
-                entry = sums[group] = [ZERO, ZERO, 0]
-            entry[0] += values[cost_f]
-            entry[1] += values[usage_f] or ZERO
-            entry[2] += values["record_count"] if rollup else 1
-        rows = [
-            {**dict(zip(names, group, strict=True)), "_cost": v[0], "_usage": v[1], "_count": v[2]}
-            for group, v in sums.items()
-        ]
-    for row in rows:
-        if not row["_count"]:
-            continue
-        rate = rate_for(row["currency"])
-        if row["currency"] != query.currency:
-            result.converted = True
-        result.add(
-            build(row),
-            _convert(row["_cost"] or ZERO, rate),
-            row["_usage"] or ZERO,
-            int(row["_count"]),
-        )
+    # SQLite stores decimals as REAL: sum in Python so the sums stay exact.
+    sums: dict[tuple[Any, ...], list[Any]] = {}
+    for values in qs.order_by().values(
+        *names, cost_f, usage_f, *(["record_count"] if rollup else [])
+    ):
+        group = tuple(values[n] for n in names)
+        entry = sums.get(group)
+        if entry is None:
+            entry = sums[group] = [ZERO, ZERO, 0]
+        entry[0] = WIDE.add(entry[0], values[cost_f])
+        entry[1] = WIDE.add(entry[1], values[usage_f] or ZERO)
+        entry[2] += values["record_count"] if rollup else 1
+    return [
+        {**dict(zip(names, group, strict=True)), "_cost": v[0], "_usage": v[1], "_count": v[2]}
+        for group, v in sums.items()
+    ]
 
 
-def _from_raw(
-    query: CostQuery,
-    start: datetime | None,
-    end: datetime | None,
-    rate_for: Any,
-    result: Aggregate,
-) -> None:
-    qs = raw_queryset(query)
-    if start is not None:
-        qs = qs.filter(timestamp__gte=start)
-    if end is not None:
-        qs = qs.filter(timestamp__lt=end)
-    result.raw_ranges += 1
-    _accumulate(qs, query, rate_for, result, rollup=False)
+@dataclass
+class _Reader:
+    """Adds one segment's ranges to `result` from the table that can answer each."""
 
+    query: CostQuery
+    plan: RollupPlan | None
+    rate_for: Any
+    result: Aggregate
 
-def _from_rollups(
-    query: CostQuery,
-    first_day: date | None,
-    last_day: date | None,
-    rate_for: Any,
-    result: Aggregate,
-) -> None:
-    qs: QuerySet[Any] = CostDailyRollup.objects.filter(tenant_id=query.tenant_id)
-    if first_day is not None:
-        qs = qs.filter(day__gte=first_day)
-    if last_day is not None:
-        qs = qs.filter(day__lt=last_day)
-    if query.filters:
-        qs = qs.filter(**query.filters)
-    result.rollup_days += 1
-    _accumulate(qs, query, rate_for, result, rollup=True)
+    def _add(self, qs: QuerySet[Any], source: str, *, net_out: bool = False) -> None:
+        """Add the groups of `qs`; `net_out`: also take each away from the group without
+        the tag (the tag rollup's rows against the daily rollup's)."""
+        query, result = self.query, self.result
+        annotations, names = _group_fields(query.group_by, source)
+        if annotations:
+            qs = qs.annotate(**annotations)
+        build = _key_builder(query.group_by)
+        tag_at = [i for i, d in enumerate(query.group_by) if d.startswith("tag:")]
+        for row in _grouped_sums(qs, names, source):
+            if not row["_count"]:
+                continue
+            rate = self.rate_for(row["currency"])
+            if row["currency"] != query.currency:
+                result.converted = True
+            key = build(row)
+            cost = _convert(row["_cost"] or ZERO, rate)
+            usage = row["_usage"] or ZERO
+            count = int(row["_count"])
+            result.add(key, cost, usage, count)
+            if net_out:
+                untagged = tuple(None if i in tag_at else v for i, v in enumerate(key))
+                result.add(untagged, -cost, -usage, -count)
+
+    def _rollup(self, model: type[Any], **lookups: Any) -> QuerySet[Any]:
+        qs: QuerySet[Any] = model.objects.filter(tenant_id=self.query.tenant_id, **lookups)
+        return qs.filter(**self.query.filters) if self.query.filters else qs
+
+    def raw(self, start: datetime | None, end: datetime | None) -> None:
+        qs = raw_queryset(self.query)
+        if start is not None:
+            qs = qs.filter(timestamp__gte=start)
+        if end is not None:
+            qs = qs.filter(timestamp__lt=end)
+        self.result.raw_ranges += 1
+        self._add(qs, RAW)
+
+    def partial(self, start: datetime, end: datetime) -> None:
+        """A range of less than whole days: whole hours from the hourly rollups when no tag
+        is involved, the rest from the raw table."""
+        if start >= end:
+            return
+        first, last = _ceil_hour(start), _floor_hour(end)
+        if self.plan is None or self.plan.tag_key is not None or first >= last:
+            self.raw(start, end)
+            return
+        if start < first:
+            self.raw(start, first)
+        self.result.rollup_ranges += 1
+        self._add(self._rollup(CostHourlyRollup, hour__gte=first, hour__lt=last), HOURLY)
+        if last < end:
+            self.raw(last, end)
+
+    def days(self, first: date | None, last: date | None) -> None:
+        """Whole UTC days [first, last) (None: unbounded)."""
+        assert self.plan is not None
+        span: dict[str, date] = {}
+        if first is not None:
+            span["day__gte"] = first
+        if last is not None:
+            span["day__lt"] = last
+        self.result.rollup_ranges += 1
+        plan = self.plan
+        if plan.tag_key is None:
+            self._add(self._rollup(CostDailyRollup, **span), DAILY)
+            return
+        tagged = self._rollup(CostTagRollup, tag_key=plan.tag_key, **span)
+        if plan.tag_value is not None:
+            tagged = tagged.filter(tag_value=plan.tag_value)
+        self._add(tagged, TAGGED, net_out=plan.absent_group)
+        if plan.absent_group:
+            self._add(self._rollup(CostDailyRollup, **span), DAILY)
 
 
 def detailed_rows(

@@ -1,10 +1,10 @@
-"""Every write of the costs app: recording (one and in batches), reversals, rollups,
-allocations and amortization, anomaly detection, and the operators' reference tables.
+"""Every write of the costs app: recording (one and in batches), reversals, allocations and
+amortization, anomaly detection, and the operators' reference tables. Each write keeps the
+rollups (costs/rollups.py) current in its own transaction.
 
 A service owns its transaction and writes its receipt (and events, alerts) inside it.
 """
 
-import hashlib
 import json
 import logging
 import uuid
@@ -36,6 +36,7 @@ from costs.exceptions import (
 from costs.fx import FxTable, exact_convert, to_storage
 from costs.models import CostDailyRollup, CostRecord, FxRate, UnitPrice
 from costs.pricing import PriceBook
+from costs.rollups import apply_rollup_deltas, rollup_deltas
 from costs.validation import ItemInvalid, RecordInput, parse_record
 
 logger = logging.getLogger(__name__)
@@ -74,19 +75,8 @@ RECORD_COLUMNS = (
     "allocation_id",
     "created_by",
 )
-_JSON_COLUMNS = frozenset({"operation_context", "tags"})
 _CONTEXT_AT = RECORD_COLUMNS.index("operation_context")
 _TAGS_AT = RECORD_COLUMNS.index("tags")
-ROLLUP_KEY = (
-    "tenant_id",
-    "day",
-    "resource_type",
-    "service_name",
-    "region",
-    "attributed_to_type",
-    "attributed_to_id",
-    "currency",
-)
 
 
 # --- Rows -----------------------------------------------------------------------------------
@@ -97,7 +87,7 @@ def record_row(**values: Any) -> dict[str, Any]:
     row: dict[str, Any] = {
         "record_id": uuid.uuid4(),
         "idempotency_key": None,
-        "kind": CostRecord.Kind.USAGE.value,
+        "kind": str(CostRecord.Kind.USAGE),
         "resource_id": "",
         "service_name": "",
         "region": "",
@@ -216,109 +206,26 @@ def canonical_record(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _jsonable_record(row: dict[str, Any]) -> dict[str, Any]:
-    """canonical_record as receipts sign it (decimal strings, RFC 3339 `Z` instants)."""
-    from receipts.canonical import to_jsonable
+def record_digest(row: dict[str, Any]) -> str:
+    """sha256 of the RFC 8785 form of a created record (what its receipt item names)."""
+    from receipts.canonical import canonical_bytes, sha256_prefixed, to_jsonable
 
-    return to_jsonable(canonical_record(row))
-
-
-_encode_str = json.encoder.encode_basestring  # type: ignore[attr-defined]
-
-
-def _canonical_json(row: dict[str, Any]) -> bytes | None:
-    """RFC 8785 bytes of `canonical_record(row)`, written directly with the keys in their
-    sorted order (the batch path hashes a thousand of these per request; the generic
-    canonicaliser is several times slower). None when a nested object has a non-ASCII key:
-    UTF-16 and code point key order may then differ, so the caller uses the generic one.
-    tests/costs/test_canonical.py checks it byte for byte against the generic one."""
-    from receipts.canonical import decimal_string, rfc3339, to_jsonable
-
-    def uid(v: Any) -> str:
-        return "null" if v is None else f'"{v}"'
-
-    def opt(v: str) -> str:
-        return _encode_str(v) if v else "null"
-
-    def dec(v: Any) -> str:
-        return "null" if v is None else f'"{decimal_string(v)}"'
-
-    def obj(v: dict[str, Any]) -> str | None:
-        if not v:
-            return "{}"
-        nested = to_jsonable(v)
-        if not _ascii_keys(nested):
-            return None
-        return json.dumps(nested, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-    context, tags = obj(row["operation_context"]), obj(row["tags"])
-    if context is None or tags is None:
-        return None
-    if row["reverses"] is not None:
-        status = "reversal"
-    elif row["reversed_by"] is not None:
-        status = "reversed"
-    elif not row["counted"]:
-        status = "allocated"
-    else:
-        status = "active"
-    key = row["idempotency_key"]
-    text = (
-        f'{{"allocation_id":{uid(row["allocation_id"])},'
-        f'"attributed_to_id":{_encode_str(row["attributed_to_id"])},'
-        f'"attributed_to_type":{_encode_str(row["attributed_to_type"])},'
-        f'"cost_amount":{dec(row["cost_amount"])},'
-        f'"currency":{_encode_str(row["currency"])},'
-        f'"idempotency_key":{"null" if key is None else _encode_str(key)},'
-        f'"kind":{_encode_str(row["kind"])},'
-        f'"operation_context":{context},'
-        f'"receipt_id":{uid(row["receipt_id"])},'
-        f'"record_id":{uid(row["record_id"])},'
-        f'"recorded_at":"{rfc3339(row["recorded_at"])}",'
-        f'"region":{opt(row["region"])},'
-        f'"reservation_id":{uid(row["reservation_id"])},'
-        f'"resource_id":{opt(row["resource_id"])},'
-        f'"resource_type":{_encode_str(row["resource_type"])},'
-        f'"reversal_reason":{opt(row["reversal_reason"])},'
-        f'"reversed_by":{uid(row["reversed_by"])},'
-        f'"reverses":{uid(row["reverses"])},'
-        f'"service_name":{opt(row["service_name"])},'
-        f'"status":"{status}",'
-        f'"tags":{tags},'
-        f'"tenant_id":{_encode_str(row["tenant_id"])},'
-        f'"timestamp":"{rfc3339(row["timestamp"])}",'
-        f'"unit_price":{dec(row["unit_price"])},'
-        f'"usage_quantity":{dec(row["usage_quantity"])},'
-        f'"usage_unit":{opt(row["usage_unit"])}}}'
-    )
-    return text.encode("utf-8")
-
-
-def _item_digest(row: dict[str, Any]) -> str:
-    """sha256 of the canonical form (RFC 8785) of a created record, for the batch receipt."""
-    data = _canonical_json(row)
-    if data is None:
-        from receipts.canonical import canonical_bytes
-
-        data = canonical_bytes(_jsonable_record(row))
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def _ascii_keys(value: Any) -> bool:
-    if isinstance(value, dict):
-        return all(k.isascii() and _ascii_keys(v) for k, v in value.items())
-    if isinstance(value, list):
-        return all(_ascii_keys(v) for v in value)
-    return True
+    return sha256_prefixed(canonical_bytes(to_jsonable(canonical_record(row))))
 
 
 # --- Writing rows ---------------------------------------------------------------------------
 
 
-def _db_value(column: str, value: Any) -> Any:
-    if column in _JSON_COLUMNS:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
-    return value
+def _copy_rows(cursor: Any, table: str, rows: Sequence[dict[str, Any]]) -> None:
+    columns = ", ".join(f'"{c}"' for c in RECORD_COLUMNS)
+    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
+    # Identifiers are constants of this module; values go through COPY's own format.
+    with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        for row in rows:
+            values = [row[c] for c in RECORD_COLUMNS]
+            values[_CONTEXT_AT] = dumps(values[_CONTEXT_AT])
+            values[_TAGS_AT] = dumps(values[_TAGS_AT])
+            copy.write_row(values)
 
 
 def insert_records(rows: Sequence[dict[str, Any]]) -> None:
@@ -328,47 +235,48 @@ def insert_records(rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
     if connection.vendor == "postgresql":
-        table = CostRecord._meta.db_table
-        columns = ", ".join(f'"{c}"' for c in RECORD_COLUMNS)
-        dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
-        # Identifiers are constants of this module; values go through COPY's own format.
         with (
             connection.wrap_database_errors,  # psycopg's errors as Django's (IntegrityError)
             connection.cursor() as cursor,
-            cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy,
         ):
-            for row in rows:
-                values = [row[c] for c in RECORD_COLUMNS]
-                values[_CONTEXT_AT] = dumps(values[_CONTEXT_AT])
-                values[_TAGS_AT] = dumps(values[_TAGS_AT])
-                copy.write_row(values)
+            _copy_rows(cursor, CostRecord._meta.db_table, rows)
         return
     CostRecord.objects.bulk_create([CostRecord(**row) for row in rows], batch_size=500)
 
 
-def _rollup_deltas(
-    rows: Sequence[dict[str, Any]], sign: int = 1
-) -> dict[tuple[Any, ...], list[Any]]:
-    deltas: dict[tuple[Any, ...], list[Any]] = {}
-    for row in rows:
-        ts: datetime = row["timestamp"].astimezone(UTC)
-        key = (
-            row["tenant_id"],
-            ts.date(),
-            row["resource_type"],
-            row["service_name"],
-            row["region"],
-            row["attributed_to_type"],
-            row["attributed_to_id"],
-            row["currency"],
-        )
-        entry = deltas.get(key)
-        if entry is None:
-            entry = deltas[key] = [Decimal(0), Decimal(0), 0]
-        entry[0] += sign * row["cost_amount"]
-        entry[1] += sign * (row["usage_quantity"] or 0)
-        entry[2] += sign
-    return deltas
+#: The session's staging table of the batch insert (emptied at every commit).
+STAGING_TABLE = "costs_record_staging"
+
+
+def insert_new_records(tenant_id: str, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Insert the rows (each with an idempotency key) whose key the tenant has not used yet;
+    returns the keys inserted.
+
+    PostgreSQL: COPY into a temporary table, then one INSERT ... SELECT ... ON CONFLICT DO
+    NOTHING RETURNING, in key order (concurrent writers of overlapping batches take the key
+    locks in one order): a key another transaction is writing is waited for, then skipped.
+    Elsewhere: the keys in use (one query), then one multi-row INSERT."""
+    if not rows:
+        return set()
+    if connection.vendor == "postgresql":
+        table = CostRecord._meta.db_table
+        with connection.wrap_database_errors, connection.cursor() as cursor:
+            cursor.execute(
+                f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGING_TABLE} (LIKE {table}) "
+                "ON COMMIT DELETE ROWS"
+            )
+            _copy_rows(cursor, STAGING_TABLE, rows)
+            cursor.execute(
+                f"INSERT INTO {table} SELECT * FROM {STAGING_TABLE} "  # noqa: S608
+                "ORDER BY idempotency_key "
+                "ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL "
+                "DO NOTHING RETURNING idempotency_key"
+            )
+            return {key for (key,) in cursor.fetchall()}
+    used = keys_in_use(tenant_id, [r["idempotency_key"] for r in rows])
+    new = [r for r in rows if r["idempotency_key"] not in used]
+    insert_records(new)
+    return {r["idempotency_key"] for r in new}
 
 
 def keys_in_use(tenant_id: str, keys: list[str]) -> dict[str, uuid.UUID]:
@@ -391,58 +299,6 @@ def keys_in_use(tenant_id: str, keys: list[str]) -> dict[str, uuid.UUID]:
             ).values_list("idempotency_key", "record_id")
         )
     return found
-
-
-def apply_rollup_deltas(deltas: dict[tuple[Any, ...], list[Any]]) -> None:
-    """Add to the daily rollups in the caller's transaction, keys in sorted order so that
-    concurrent writers lock rows in the same order (no deadlocks)."""
-    if not deltas:
-        return
-    keys = sorted(deltas)
-    if connection.vendor == "postgresql":
-        table = CostDailyRollup._meta.db_table
-        cols = (*ROLLUP_KEY, "total_cost", "total_usage", "record_count")
-        types = (
-            "text",
-            "date",
-            "text",
-            "text",
-            "text",
-            "text",
-            "text",
-            "text",
-            "numeric",
-            "numeric",
-            "bigint",
-        )
-        # One array per column: a handful of parameters however many keys the batch has.
-        params = [[*column] for column in zip(*(k + tuple(deltas[k]) for k in keys), strict=True)]
-        unnest = ", ".join(f"%s::{t}[]" for t in types)
-        sql = (
-            f"INSERT INTO {table} ({', '.join(cols)}) "  # noqa: S608
-            f"SELECT * FROM unnest({unnest}) "
-            f"ON CONFLICT ({', '.join(ROLLUP_KEY)}) DO UPDATE SET "
-            f"total_cost = {table}.total_cost + EXCLUDED.total_cost, "
-            f"total_usage = {table}.total_usage + EXCLUDED.total_usage, "
-            f"record_count = {table}.record_count + EXCLUDED.record_count"
-        )
-        with connection.cursor() as cursor:
-            cursor.execute(sql, params)
-        return
-    # SQLite stores decimals as REAL: add in Python so sums stay exact (one writer at a time).
-    for key in keys:
-        cost, usage, count = deltas[key]
-        lookup = dict(zip(ROLLUP_KEY, key, strict=True))
-        row = CostDailyRollup.objects.filter(**lookup).first()
-        if row is None:
-            CostDailyRollup.objects.create(
-                **lookup, total_cost=cost, total_usage=usage, record_count=count
-            )
-        else:
-            row.total_cost += cost
-            row.total_usage += usage
-            row.record_count += count
-            row.save(update_fields=["total_cost", "total_usage", "record_count"])
 
 
 def _spending(row: dict[str, Any], sign: int = 1) -> budget_link.Spending:
@@ -542,7 +398,7 @@ def record_cost(*, tenant_id: str, data: Any, actor: dict[str, Any]) -> RecordOu
                         "currency": row["currency"],
                         "unit_price": row["unit_price"],
                         "recorded_at": row["recorded_at"],
-                        "record_sha256": _item_digest(row),
+                        "record_sha256": record_digest(row),
                     },
                     decision_status="pass",
                     rationale="cost recorded",
@@ -551,7 +407,7 @@ def record_cost(*, tenant_id: str, data: Any, actor: dict[str, Any]) -> RecordOu
                     timestamp_utc=now,
                 )
                 insert_records([row])
-                apply_rollup_deltas(_rollup_deltas([row]))
+                apply_rollup_deltas(rollup_deltas([row]))
             break
         except (IntegrityError, OperationalError) as exc:
             if not _is_retriable(exc) or attempt == RETRIES - 1:
@@ -610,10 +466,10 @@ def _failure(index: int, key: Any, exc: DomainError) -> BatchItemResult:
 def record_batch(*, tenant_id: str, items: Any, actor: dict[str, Any]) -> BatchOutcome:
     """Record up to 1000 costs with per-item idempotency keys and partial success.
 
-    Lean path: validate in Python, one SELECT of the keys already used, one multi-row INSERT,
-    one receipt, one rollup upsert; holds are settled item by item (each in a savepoint, so a
-    failing settlement fails only its item). A concurrent writer of the same keys makes the
-    INSERT fail; the whole attempt is retried and then sees those keys as duplicates.
+    Lean path: validate in Python, one insert that skips the keys already used (COPY into a
+    staging table, then INSERT ... ON CONFLICT DO NOTHING), one SELECT of the first records of
+    the duplicates (when there are any), one receipt, one upsert per rollup table. Holds are
+    settled item by item (each in a savepoint, so a failing settlement fails only its item).
     """
     if not isinstance(items, list):
         raise ValidationFailed("records must be a list", details={"records": ["must be a list"]})
@@ -688,18 +544,19 @@ def _record_batch_once(
 ) -> BatchOutcome:
     failures = dict(failures)
     results: dict[int, BatchItemResult] = {}
-    keys = [row["idempotency_key"] for _, row in candidates]
-    existing = keys_in_use(tenant_id, keys)
     receipt_id = uuid.uuid4()
-    to_create: list[tuple[int, dict[str, Any]]] = []
+    # Holds are settled before the insert: only for keys not used yet (a rare, small lookup).
+    holding = [row["idempotency_key"] for _, row in candidates if row["reservation_id"]]
+    existing = keys_in_use(tenant_id, holding)
+    settled: set[str] = set()
+    to_insert: list[tuple[int, dict[str, Any]]] = []
     for index, row in candidates:
-        first = existing.get(row["idempotency_key"])
-        if first is not None:
-            results[index] = BatchItemResult(index, row["idempotency_key"], "duplicate", first)
-            continue
-        row = dict(row)
-        row["receipt_id"] = receipt_id
+        key = row["idempotency_key"]
+        row = {**row, "receipt_id": receipt_id}
         if row["reservation_id"] is not None:
+            if key in existing:
+                results[index] = BatchItemResult(index, key, "duplicate", existing[key])
+                continue
             try:
                 with transaction.atomic():
                     budget_link.settle_hold(
@@ -709,10 +566,27 @@ def _record_batch_once(
                         actor=actor,
                     )
             except DomainError as exc:
-                failures[index] = _failure(index, row["idempotency_key"], exc)
+                failures[index] = _failure(index, key, exc)
                 continue
-        to_create.append((index, row))
-        results[index] = BatchItemResult(index, row["idempotency_key"], "created", row["record_id"])
+            settled.add(key)
+        to_insert.append((index, row))
+
+    inserted = insert_new_records(tenant_id, [row for _, row in to_insert])
+    if settled - inserted:
+        # A concurrent batch wrote a key whose hold this one settled: undo, then retry (the
+        # retry sees the key as a duplicate).
+        raise IntegrityError("a settled item's key was written concurrently")
+    to_create = [(i, row) for i, row in to_insert if row["idempotency_key"] in inserted]
+    first_ids = keys_in_use(
+        tenant_id,
+        [row["idempotency_key"] for _, row in to_insert if row["idempotency_key"] not in inserted],
+    )
+    for index, row in to_insert:
+        key = row["idempotency_key"]
+        if key in inserted:
+            results[index] = BatchItemResult(index, key, "created", row["record_id"])
+        else:
+            results[index] = BatchItemResult(index, key, "duplicate", first_ids[key])
 
     created_rows = [row for _, row in to_create]
     budget_link.apply_spending(
@@ -723,13 +597,14 @@ def _record_batch_once(
     results.update(failures)
     for index, first_index in repeats.items():
         first = results[first_index]
-        key = first.idempotency_key
         if first.status == "failed":
             results[index] = BatchItemResult(
-                index, key, "failed", None, first.error_code, first.message
+                index, first.idempotency_key, "failed", None, first.error_code, first.message
             )
         else:
-            results[index] = BatchItemResult(index, key, "duplicate", first.record_id)
+            results[index] = BatchItemResult(
+                index, first.idempotency_key, "duplicate", first.record_id
+            )
     ordered = [results[i] for i in range(count)]
     processed = sum(1 for r in ordered if r.status == "created")
     duplicates = sum(1 for r in ordered if r.status == "duplicate")
@@ -750,7 +625,7 @@ def _record_batch_once(
             "failed_count": failed,
             "total_cost_by_currency": _totals_by_currency(created_rows),
             "items": [
-                {"index": i, "id": r["record_id"], "sha256": _item_digest(r)} for i, r in to_create
+                {"index": i, "id": r["record_id"], "sha256": record_digest(r)} for i, r in to_create
             ],
         },
         decision_status=status,
@@ -759,8 +634,7 @@ def _record_batch_once(
         receipt_id=receipt_id,
         timestamp_utc=now,
     )
-    insert_records(sorted(created_rows, key=lambda r: r["idempotency_key"]))
-    apply_rollup_deltas(_rollup_deltas(created_rows))
+    apply_rollup_deltas(rollup_deltas(created_rows))
     return BatchOutcome(
         batch_id=batch_id,
         receipt_id=receipt_id,
@@ -811,7 +685,7 @@ def reverse_record(
         receipt_id = uuid.uuid4()
         reversal = record_row(
             tenant_id=tenant_id,
-            kind=CostRecord.Kind.REVERSAL.value,
+            kind=str(CostRecord.Kind.REVERSAL),
             resource_type=original.resource_type,
             resource_id=original.resource_id,
             service_name=original.service_name,
@@ -855,7 +729,7 @@ def reverse_record(
         CostRecord.objects.filter(pk=original.pk).update(
             counted=False, reversed_by=reversal["record_id"], reversal_reason=reason
         )
-        apply_rollup_deltas(_rollup_deltas([before], sign=-1))
+        apply_rollup_deltas(rollup_deltas([before], sign=-1))
         budget_link.reverse_spending(
             tenant_id=tenant_id,
             original=_spending(before),
@@ -864,82 +738,6 @@ def reverse_record(
             actor=actor,
         )
     return CostRecord.objects.get(pk=reversal["record_id"])
-
-
-# --- Rollups --------------------------------------------------------------------------------
-
-
-def rebuild_rollups(*, tenant_id: str | None = None, days: Sequence[date] = ()) -> int:
-    """Recompute the rollups of the given days (every day with records when none are given)
-    from the raw table, replacing what is stored. Returns the number of days rebuilt."""
-    from costs.reporting import day_bounds
-
-    records = CostRecord.objects.filter(counted=True)
-    rollups = CostDailyRollup.objects.all()
-    if tenant_id is not None:
-        records = records.filter(tenant_id=tenant_id)
-        rollups = rollups.filter(tenant_id=tenant_id)
-    if not days:
-        days = sorted(set(rollups.values_list("day", flat=True).distinct()))
-    rebuilt = 0
-    for day in days:
-        start, end = day_bounds(day)
-        with transaction.atomic():
-            # Lock the day's rollups: concurrent writers wait, then add to the rebuilt rows.
-            list(rollups.filter(day=day).select_for_update().values_list("pk", flat=True))
-            if connection.vendor == "postgresql":
-                rollups.filter(day=day).delete()
-                _rebuild_day_sql(day, start, end, tenant_id)
-                rebuilt += 1
-                continue
-            rows = list(
-                records.filter(timestamp__gte=start, timestamp__lt=end).values(
-                    "tenant_id",
-                    "timestamp",
-                    "resource_type",
-                    "service_name",
-                    "region",
-                    "attributed_to_type",
-                    "attributed_to_id",
-                    "currency",
-                    "cost_amount",
-                    "usage_quantity",
-                )
-            )
-            rollups.filter(day=day).delete()
-            apply_rollup_deltas(_rollup_deltas(rows))
-        rebuilt += 1
-    return rebuilt
-
-
-def _rebuild_day_sql(day: date, start: datetime, end: datetime, tenant_id: str | None) -> None:
-    """One day's rollups from the raw table in one statement (PostgreSQL)."""
-    records = CostRecord._meta.db_table
-    table = CostDailyRollup._meta.db_table
-    dims = "resource_type, service_name, region, attributed_to_type, attributed_to_id, currency"
-    tenant_clause = "AND tenant_id = %s" if tenant_id is not None else ""
-    params: list[Any] = [day, start, end] + ([tenant_id] if tenant_id is not None else [])
-    sql = (
-        f"INSERT INTO {table} (tenant_id, day, {dims}, total_cost, total_usage, record_count) "  # noqa: S608
-        f"SELECT tenant_id, %s::date, {dims}, SUM(cost_amount), "
-        f"COALESCE(SUM(usage_quantity), 0), COUNT(*) FROM {records} "
-        f"WHERE counted AND timestamp >= %s AND timestamp < %s {tenant_clause} "
-        f"GROUP BY tenant_id, {dims} "
-        f"ON CONFLICT ({', '.join(ROLLUP_KEY)}) DO UPDATE SET "
-        f"total_cost = {table}.total_cost + EXCLUDED.total_cost, "
-        f"total_usage = {table}.total_usage + EXCLUDED.total_usage, "
-        f"record_count = {table}.record_count + EXCLUDED.record_count"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-
-
-def refresh_rollups(*, now: datetime | None = None, lookback_days: int = 2) -> int:
-    """The scheduled repair: rebuild the last few days (late back-fills and any drift)."""
-    now = now or clock.now()
-    today = now.astimezone(UTC).date()
-    days = [today - timedelta(days=i) for i in range(lookback_days + 1)]
-    return rebuild_rollups(days=days)
 
 
 # --- Reference tables (the admin writes through these) --------------------------------------
@@ -1208,7 +1006,7 @@ def create_allocation(
             CostRecord.objects.filter(pk__in=[s.pk for s in sources]).update(
                 counted=False, allocation_id=allocation_id
             )
-            apply_rollup_deltas(_rollup_deltas(rows, sign=-1))
+            apply_rollup_deltas(rollup_deltas(rows, sign=-1))
             for r in rows:
                 budget_link.reverse_spending(
                     tenant_id=tenant_id,
@@ -1313,7 +1111,7 @@ def _part_row(
 ) -> dict[str, Any]:
     return record_row(
         tenant_id=tenant_id,
-        kind=CostRecord.Kind.ALLOCATION.value,
+        kind=str(CostRecord.Kind.ALLOCATION),
         resource_type=allocation.resource_type,
         service_name=allocation.service_name,
         attributed_to_type=target["attributed_to_type"],
@@ -1330,7 +1128,7 @@ def _part_row(
 
 def _write_parts(tenant_id: str, rows: list[dict[str, Any]], actor: dict[str, Any]) -> None:
     insert_records(rows)
-    apply_rollup_deltas(_rollup_deltas(rows))
+    apply_rollup_deltas(rollup_deltas(rows))
     budget_link.apply_spending(tenant_id=tenant_id, items=[_spending(r) for r in rows], actor=actor)
 
 

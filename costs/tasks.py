@@ -2,7 +2,7 @@
 
 from celery import shared_task
 
-from costs import services
+from costs import rollups, services
 
 
 @shared_task(name="costs.write_amortization_slices")
@@ -12,7 +12,7 @@ def write_amortization_slices() -> int:
 
 @shared_task(name="costs.refresh_rollups")
 def refresh_rollups() -> int:
-    return services.refresh_rollups()
+    return rollups.refresh_rollups()
 
 
 @shared_task(name="costs.detect_anomalies")

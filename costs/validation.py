@@ -8,10 +8,11 @@ the single-record endpoint uses the same function, so both paths accept exactly 
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from budgeting_site.platform import params as platform_params
 from budgeting_site.platform.errors import ValidationFailed
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -107,23 +108,19 @@ def parse_money(value: Any, name: str, errors: dict[str, list[str]]) -> Decimal 
 
 
 def parse_instant(value: Any, name: str, errors: dict[str, list[str]]) -> datetime | None:
-    """RFC 3339 with an offset (stored in UTC), or a bare date meaning 00:00Z."""
+    """The platform's instant (RFC 3339 with an offset, stored in UTC, or a bare date meaning
+    00:00Z), its error collected into `errors` so that an item reports every bad field. Costs
+    also refuse what is not a non-empty string of at most 64 characters (a body's JSON value
+    may be anything)."""
     if value is None:
         return None
     if not isinstance(value, str) or not value or len(value) > 64:
         errors[name] = ["must be an RFC 3339 instant"]
         return None
     try:
-        if len(value) == 10:
-            d = date.fromisoformat(value)
-            return datetime(d.year, d.month, d.day, tzinfo=UTC)
-        parsed = datetime.fromisoformat(value)
-        if parsed.tzinfo is None:
-            errors[name] = ["must carry a time zone offset (e.g. Z)"]
-            return None
-        return parsed.astimezone(UTC)
-    except (ValueError, OverflowError):
-        errors[name] = ["must be an RFC 3339 instant"]
+        return platform_params.parse_instant(value, name)
+    except ValidationFailed as exc:
+        errors[name] = list(exc.details[name])
         return None
 
 

@@ -6,6 +6,9 @@ table in the same run.
     DATABASE_URL=postgres://root@127.0.0.1:5432/co_dev_bench REDIS_URL=redis://127.0.0.1:6379/6 \\
         .venv/bin/python bench/costs/bench_ingest.py --batches 60 --workers 2 --clients 3
 
+`--in-process N` instead calls `costs.services.record_batch` itself for N batches (no HTTP,
+one thread) and prints the median time of each phase of a batch, next to the same bare COPY.
+
 The database is migrated by the script. It runs with its own DJANGO_SECRET_KEY (DEBUG off), so
 it needs a database of its own: the receipt signing key is sealed with the secret key.
 
@@ -166,6 +169,70 @@ def copy_rows(tenant: str, batches: list[list[dict]], per_commit: bool) -> float
     return time.perf_counter() - start
 
 
+#: The phases of a batch: (module, function) pairs timed by wrapping them.
+PHASES = (
+    ("costs.services", "parse_record"),
+    ("costs.services", "_row_from_input"),
+    ("costs.services", "keys_in_use"),
+    ("costs.services", "insert_new_records"),
+    ("costs.services", "record_digest"),
+    ("costs.services", "_emit_receipt"),
+    ("costs.services", "rollup_deltas"),
+    ("costs.services", "apply_rollup_deltas"),
+    ("costs.budget_link", "apply_spending"),
+)
+
+
+def in_process(batches: list[list[dict]], run: str) -> dict:
+    """record_batch called directly: the whole batch and each phase, medians in ms."""
+    import importlib
+
+    from costs import services
+
+    spent: dict[str, float] = {}
+
+    def timed(name: str, fn):
+        def wrapper(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
+
+        return wrapper
+
+    originals = []
+    for module_name, attr in PHASES:
+        module = importlib.import_module(module_name)
+        originals.append((module, attr, getattr(module, attr)))
+        setattr(module, attr, timed(attr, getattr(module, attr)))
+    tenant = f"bench-inproc-{run}"
+    actor = {"principal": "bench", "credential_id": "", "instance": "bench"}
+    totals, per_phase = [], {attr: [] for _, attr in PHASES}
+    try:
+        for i, items in enumerate(batches):
+            spent.clear()
+            t = time.perf_counter()
+            outcome = services.record_batch(tenant_id=tenant, items=items, actor=actor)
+            elapsed = time.perf_counter() - t
+            assert outcome.processed_count == len(items), outcome.failed_count
+            if i < 2:
+                continue  # warm-up
+            totals.append(elapsed)
+            for _, attr in PHASES:
+                per_phase[attr].append(spent.get(attr, 0.0))
+    finally:
+        for module, attr, original in originals:
+            setattr(module, attr, original)
+    n = len(totals) * len(batches[0])
+    return {
+        "batches_timed": len(totals),
+        "batch_ms_median": round(statistics.median(totals) * 1000, 1),
+        "records_per_s": round(n / sum(totals)),
+        "phase_ms_median": {k: round(statistics.median(v) * 1000, 1) for k, v in per_phase.items()},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--batches", type=int, default=60)
@@ -173,6 +240,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=3)
     parser.add_argument("--port", type=int, default=18731)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--in-process", type=int, default=0, metavar="N")
     args = parser.parse_args()
     if not settings.IS_POSTGRES:
         raise SystemExit("set DATABASE_URL to PostgreSQL")
@@ -181,6 +249,26 @@ def main() -> None:
     call_command("migrate", verbosity=0)
 
     run = uuid.uuid4().hex[:8]
+    if args.in_process:
+        now = datetime.now(UTC)
+        batches = [
+            make_items(
+                1000,
+                seed=i,
+                key_prefix=f"{run}-{i}",
+                start=now - timedelta(days=1),
+                span_seconds=86000,
+            )
+            for i in range(args.in_process)
+        ]
+        result = in_process(batches, run)
+        copy_commit = copy_rows(f"bench-copy-{run}", batches, per_commit=True)
+        result["copy_per_1000_commit_records_per_s"] = round(args.in_process * 1000 / copy_commit)
+        result["load_average"] = [round(x, 1) for x in os.getloadavg()]
+        print(json.dumps(result, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+        return
     tenant = f"bench-ingest-{run}"
     token = issue_jwt(tenant_id=tenant, roles=["service"], sub="bench", ttl_seconds=3600)
     now = datetime.now(UTC)

@@ -231,6 +231,10 @@ def report_csv(report: dict[str, Any]) -> HttpResponse:
     return response
 
 
+#: JSON by default; CSV (`format=csv` or `Accept: text/csv`) for roles that may export it.
+REPORT_RESPONSES = {(200, "application/json"): ReportOut, (200, "text/csv"): str}
+
+
 class ReportsView(ApiView):
     roles = {"get": READ, "post": READ}
     rate_limit_class = "cost_report"
@@ -269,14 +273,14 @@ class ReportsView(ApiView):
             OpenApiParameter("format", str, enum=["json", "csv"]),
             OpenApiParameter("tag_key", str),
         ],
-        responses={200: ReportOut},
+        responses=REPORT_RESPONSES,
         tags=["costs"],
     )
     def get(self, request: Request) -> Any:
         query = request.query_params
         return self._answer(request, query, query.getlist("tag"), strict=False)
 
-    @extend_schema(responses={200: ReportOut}, tags=["costs"])
+    @extend_schema(responses=REPORT_RESPONSES, tags=["costs"])
     def post(self, request: Request) -> Any:
         body = request.data
         if not isinstance(body, dict):

@@ -176,3 +176,43 @@ def test_eight_threads_posting_the_same_batch_create_each_record_once(frozen):
     rollup = CostDailyRollup.objects.get(tenant_id="t-acme")
     assert rollup.record_count == 200
     assert rollup.total_cost == sum(D(f"{i}.01") for i in range(200))
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_overlapping_batches_in_different_orders_neither_deadlock_nor_double_count(frozen):
+    """Four threads post the same 60 shared keys in different orders, each with 20 of its own
+    (tagged, spread over hours): every key is created once, and all three rollups equal the
+    raw table."""
+    from tests.costs.test_rollups import from_raw, from_rollups
+
+    token = issue_jwt(tenant_id="t-acme", roles=["service"], sub="svc", ttl_seconds=86400)
+    shared = items(60, prefix="shared", tags={"env": "prod"})
+    for i, item in enumerate(shared):
+        item["timestamp"] = f"2024-05-14T{i % 24:02d}:15:00Z"
+    answers = []
+    barrier = threading.Barrier(4)
+
+    def worker(n):
+        own = items(20, prefix=f"own{n}-", tags={"team": f"t{n}"})
+        order = shared[n::4] + shared[: n % 4] + shared[n % 4 :][::-1]
+        batch = list({item["idempotency_key"]: item for item in order}.values()) + own
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+        barrier.wait()
+        try:
+            answers.append(post(client, batch))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [a.status_code for a in answers] == [202] * 4
+    bodies = [a.json() for a in answers]
+    assert sum(b["processed_count"] for b in bodies) == 60 + 4 * 20
+    assert sum(b["failed_count"] for b in bodies) == 0
+    assert CostRecord.objects.filter(tenant_id="t-acme").count() == 140
+    assert from_rollups() == from_raw()

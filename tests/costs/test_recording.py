@@ -136,6 +136,16 @@ def test_offset_timestamps_are_stored_in_utc(svc):
         ({"resource_type": "x", "cost_amount": 1, "tags": ["a"]}, "tags"),
         ({"resource_type": "x", "cost_amount": 1, "timestamp": "yesterday"}, "timestamp"),
         ({"resource_type": "x", "cost_amount": 1, "timestamp": "2024-05-15T10:00:00"}, "timestamp"),
+        ({"resource_type": "x", "cost_amount": 1, "timestamp": 1715767200}, "timestamp"),
+        ({"resource_type": "x", "cost_amount": 1, "timestamp": ""}, "timestamp"),
+        (
+            {
+                "resource_type": "x",
+                "cost_amount": 1,
+                "timestamp": "2024-05-15T10:00:00Z" + " " * 60,
+            },
+            "timestamp",
+        ),
         ({"resource_type": "x", "cost_amount": 1, "reservation_id": "nope"}, "reservation_id"),
         ({"resource_type": "x", "cost_amount": 1, "operation_context": "p1"}, "operation_context"),
         ({"resource_type": "x" * 129, "cost_amount": 1}, "resource_type"),
