@@ -78,27 +78,34 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Sessions, CSRF, the session's user and messages serve the admin and the approval pages;
+    # these run them everywhere but under API_PATH_PREFIXES (docs/platform.md, Middleware).
+    "budgeting_site.platform.middleware.PageSessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "budgeting_site.platform.middleware.PageCsrfViewMiddleware",
+    "budgeting_site.platform.middleware.PageAuthenticationMiddleware",
+    "budgeting_site.platform.middleware.PageMessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
+
+# Paths of the API: bearer tokens or API keys, never a session or a CSRF cookie.
+API_PATH_PREFIXES = ("/budget/v1/",)
 
 ROOT_URLCONF = "budgeting_site.urls"
 WSGI_APPLICATION = "budgeting_site.wsgi.application"
 
 # Domain apps plug their URLs in by dotted name: the platform layer imports none of them.
+# Django tries them in this order on every request (their paths do not overlap): the
+# endpoints called per operation of a client (the checks, cost recording) come first.
 API_URL_MODULES = [
+    "ratelimits.api.urls",
+    "budgets.api.urls",
+    "costs.api.urls",
+    "quotas.api.urls",
     "receipts.api.urls",
     "events.api.urls",
     "approvals.api.urls",
-    "budgets.api.urls",
-    "ratelimits.api.urls",
-    "costs.api.urls",
-    "quotas.api.urls",
 ]
 PAGE_URL_MODULES = [("approvals/", "approvals.pages.urls")]
 
@@ -122,6 +129,8 @@ DATABASE_URL = env("DATABASE_URL")
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        # Django's backend whose health check polls the socket before it sends `SELECT 1`.
+        DATABASES["default"]["ENGINE"] = "budgeting_site.platform.postgresql"
         DATABASES["default"]["OPTIONS"] = {"connect_timeout": 5}
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
@@ -138,7 +147,7 @@ else:
             },
         }
     }
-IS_POSTGRES = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+IS_POSTGRES = DATABASES["default"]["ENGINE"] == "budgeting_site.platform.postgresql"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache and rate-limit store -------------------------------------------------------------
@@ -225,6 +234,12 @@ NOTIFICATION_ENGINE_URL = env("NOTIFICATION_ENGINE_URL")
 # Signs deliveries to the notification engine; derived from DJANGO_SECRET_KEY when unset.
 NOTIFICATION_ENGINE_SECRET = env("NOTIFICATION_ENGINE_SECRET")
 METRICS_TOKEN = env("METRICS_TOKEN")
+# One /metrics for every process of a machine (gunicorn workers, Celery worker processes):
+# prometheus_client reads this variable from the environment before the first metric exists;
+# here it is only made sure the folder is there (docs/scaling.md, Metrics).
+PROMETHEUS_MULTIPROC_DIR = env("PROMETHEUS_MULTIPROC_DIR")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
 ENVIRONMENT = env("ENVIRONMENT", "dev")
 EVENT_PLANE = env("EVENT_PLANE", "shared")
 if ENVIRONMENT not in {"dev", "staging", "prod"}:

@@ -17,12 +17,13 @@ class PublicSwaggerView(SpectacularSwaggerView):
     permission_classes = []
 
 
+# The apps' endpoints first: they are what clients call per operation (settings.py).
 api_patterns = [
+    *[path("", include(module)) for module in settings.API_URL_MODULES],
     path("health", HealthView.as_view(), name="health"),
     path("metrics", MetricsView.as_view(), name="metrics"),
     path("schema/", PublicSchemaView.as_view(), name="schema"),
     path("docs/", PublicSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
-    *[path("", include(module)) for module in settings.API_URL_MODULES],
     re_path(r"^.*$", api_not_found),
 ]
 

@@ -111,10 +111,11 @@ def main() -> int:
 
     counter = 0
     if args.http:
-        import io
         import json
 
         from django.core.handlers.wsgi import WSGIHandler
+
+        from bench.load.profile import wsgi_request
 
         handler = WSGIHandler()  # what gunicorn calls: middleware, view, renderer, signals
         token = _token(tenant)
@@ -129,27 +130,8 @@ def main() -> int:
                     "operation_context": {"project_id": f"p{counter % 16}"},
                 }
             ).encode()
-            environ = {
-                "REQUEST_METHOD": "POST",
-                "PATH_INFO": "/budget/v1/budgets/check",
-                "SCRIPT_NAME": "",
-                "QUERY_STRING": "",
-                "SERVER_NAME": "127.0.0.1",
-                "SERVER_PORT": "80",
-                "SERVER_PROTOCOL": "HTTP/1.1",
-                "HTTP_HOST": "127.0.0.1",
-                "HTTP_AUTHORIZATION": f"Bearer {token}",
-                "CONTENT_TYPE": "application/json",
-                "CONTENT_LENGTH": str(len(body)),
-                "wsgi.input": io.BytesIO(body),
-                "wsgi.errors": sys.stderr,
-                "wsgi.url_scheme": "http",
-            }
-            status: list[str] = []
-            chunks = handler(environ, lambda code, headers, exc_info=None: status.append(code))
-            data = b"".join(chunks)
-            chunks.close()
-            assert status[0].startswith("200"), (status, data)
+            status, data = wsgi_request(handler, "POST", "/budget/v1/budgets/check", body, token)
+            assert status.startswith("200"), (status, data)
             assert data.startswith(b'{"allowed":true'), data
     else:
 

@@ -1,5 +1,6 @@
-"""Load benchmark of the assembled service: gunicorn (2 workers), PostgreSQL, a private Redis,
-a Celery worker and beat, all on this machine, driven by wrk over loopback.
+"""Load benchmark of the assembled service: gunicorn as the Dockerfile runs it (4 gthread
+workers x 4 threads), PostgreSQL, a private Redis, a Celery worker and beat, all on this
+machine, driven by wrk over loopback.
 
 For each client count (1, 16, 64) it measures, in the same run and interleaved round by round,
 the two references (a bare DRF endpoint, a minimal JWT + serializer + one EVALSHA view, both
@@ -150,6 +151,63 @@ def seed(stack: Stack) -> dict[str, str]:
     return notes
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_by_process() -> dict[int, tuple[int, float]]:
+    """pid -> (session id, CPU seconds so far: its own and its reaped children's)."""
+    found = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        found[int(stat.parent.name)] = (int(fields[3]), sum(map(int, fields[11:15])) / TICK)
+    return found
+
+
+def _database_backends(stack: Stack) -> set[int]:
+    with stack.db() as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def cpu_snapshot(stack: Stack) -> dict[str, Any]:
+    """CPU so far of each part of the stack: every stack process runs in a session of its own
+    (gunicorn with its workers, the Celery worker with its pool, beat, redis-server); the
+    PostgreSQL backends are those connected to the stack's database."""
+    sessions = {
+        "gunicorn": stack.gunicorn,
+        "celery worker": stack.worker,
+        "celery beat": stack.beat,
+        "redis": stack.redis.process,
+    }
+    sids = {p.proc.pid: name for name, p in sessions.items() if p is not None and p.proc}
+    procs = _cpu_by_process()
+    totals = dict.fromkeys(sessions, 0.0)
+    for sid, cpu in procs.values():
+        if sid in sids:
+            totals[sids[sid]] += cpu
+    backends = _database_backends(stack)
+    totals["postgresql"] = {pid: procs[pid][1] for pid in backends if pid in procs}
+    children = os.times()
+    totals["wrk"] = children.children_user + children.children_system
+    return totals
+
+
+def cpu_per_request(before: dict[str, Any], after: dict[str, Any], requests: int) -> dict[str, int]:
+    """µs of CPU per request of each part between two snapshots (a backend that ended in
+    between is left out; one that started counts whole)."""
+    spent = {k: after[k] - before[k] for k in after if k != "postgresql"}
+    spent["postgresql"] = sum(
+        cpu - before["postgresql"].get(pid, 0.0) for pid, cpu in after["postgresql"].items()
+    )
+    return {k: round(v * 1e6 / max(requests, 1)) for k, v in spent.items()}
+
+
 def wrk(url: str, sc: Scenario, token: str, clients: int, seconds: float) -> dict[str, Any]:
     threads = max(1, min(clients, 2))
     env = {
@@ -195,6 +253,7 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
             codes[k] = codes.get(k, 0) + v
     med["codes"] = codes
     med["runs"] = [round(r["rps"]) for r in runs]
+    med["cpu_us"] = {k: statistics.median(r["cpu_us"][k] for r in runs) for k in runs[0]["cpu_us"]}
     return med
 
 
@@ -248,7 +307,7 @@ def render(
         "",
         f"Measured {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on "
         f"{os.cpu_count()} cores ({platform.machine()}, Python {platform.python_version()}): "
-        "gunicorn 2 sync workers, PostgreSQL 15, a private redis-server (AOF everysec), a "
+        f"gunicorn {_workers(args)}, PostgreSQL 15, a private redis-server (AOF everysec), a "
         "Celery worker and beat, all on this machine; wrk on the same two cores.",
         "",
         f"- Command: `{command}`",
@@ -287,8 +346,27 @@ def render(
                 f"{(r['rps'] / minimal) if minimal else 0:.2f} | {ok / total:.3f} | "
                 f"{r['runs']} |"
             )
+        parts = list(next(iter(per.values()))["cpu_us"])
+        lines += [
+            "",
+            "CPU per request (µs, from /proc, median of the runs) of each part of the stack:",
+            "",
+            "| endpoint | " + " | ".join(parts) + " |",
+            "| --- |" + " ---: |" * len(parts),
+        ]
+        for sc in scs:
+            r = per.get(sc.name)
+            if r is not None:
+                cells = " | ".join(f"{r['cpu_us'][k]:.0f}" for k in parts)
+                lines.append(f"| {sc.label} | {cells} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _workers(args: argparse.Namespace) -> str:
+    if args.threads > 1:
+        return f"{args.workers} gthread workers x {args.threads} threads (as the Dockerfile)"
+    return f"{args.workers} sync workers"
 
 
 def write_section(text: str, path: Path) -> None:
@@ -308,6 +386,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", default="", help="comma-separated scenario names")
     parser.add_argument("--api-rate-limits", default=DEFAULT_API_LIMITS)
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn workers (Dockerfile: 4)")
+    parser.add_argument(
+        "--threads", type=int, default=4, help="per worker (Dockerfile: 4; 1: sync workers)"
+    )
     parser.add_argument("--write", default=str(REPO / "bench" / "RESULTS.md"))
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--json-out", default="", help="also save the raw medians as JSON")
@@ -326,6 +408,9 @@ def main() -> None:
             clock_offset=False,
             web_settings="bench.load.settings",
             db_prefix="sys_load",
+            gunicorn_workers=args.workers,
+            # The stack starts gunicorn with sync workers; gunicorn reads more options here.
+            extra_env={"GUNICORN_CMD_ARGS": f"--threads {args.threads}"},
         )
     )
     results: dict[int, dict[str, dict[str, Any]]] = {}
@@ -341,7 +426,10 @@ def main() -> None:
             runs: dict[str, list[dict[str, Any]]] = {s.name: [] for s in scs}
             for _ in range(args.repeats):
                 for sc in scs:
-                    runs[sc.name].append(wrk(stack.base_url, sc, token, clients, args.seconds))
+                    before = cpu_snapshot(stack)
+                    run = wrk(stack.base_url, sc, token, clients, args.seconds)
+                    run["cpu_us"] = cpu_per_request(before, cpu_snapshot(stack), run["requests"])
+                    runs[sc.name].append(run)
             results[clients] = {name: median_of(rs) for name, rs in runs.items()}
             for name, r in results[clients].items():
                 print(

@@ -7,3 +7,5 @@ and mounted as usual, the references live under /bench/ and are no part of the p
 from budgeting_site.settings import *  # noqa: F403
 
 ROOT_URLCONF = "bench.load.urls"
+# The references are API endpoints like the product's: the same middleware runs for them.
+API_PATH_PREFIXES = (*API_PATH_PREFIXES, "/bench/")  # noqa: F405

@@ -33,8 +33,9 @@ return {1, n}
 
 @lru_cache(maxsize=1)
 def _redis() -> tuple[redis.Redis, str]:
+    timeout = settings.RATELIMIT_REDIS_TIMEOUT_MS / 1000  # the product's store's timeout
     client = redis.Redis.from_url(
-        settings.REDIS_URL, socket_timeout=0.05, socket_connect_timeout=0.05
+        settings.REDIS_URL, socket_timeout=timeout, socket_connect_timeout=timeout
     )
     return client, client.script_load(_SCRIPT)
 

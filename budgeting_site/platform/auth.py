@@ -4,12 +4,16 @@ import hashlib
 import hmac
 import logging
 import secrets
+import threading
+import time
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any
 
 import jwt
 from django.conf import settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
@@ -22,6 +26,8 @@ logger = logging.getLogger(__name__)
 
 _HMAC_ALGS = {"HS256", "HS384", "HS512"}
 API_KEY_PREFIX = "bsk"
+#: Seconds of clock skew allowed on exp, nbf and iat.
+LEEWAY = 5
 
 
 @lru_cache(maxsize=1)
@@ -57,7 +63,7 @@ def decode_jwt(token: str) -> dict[str, Any]:
             audience=settings.JWT_AUDIENCE,
             issuer=settings.JWT_ISSUER,
             options={"require": ["exp", "sub"], "verify_aud": settings.JWT_AUDIENCE is not None},
-            leeway=5,
+            leeway=LEEWAY,
         )
     except jwt.ExpiredSignatureError as exc:
         raise Unauthorized("Token has expired") from exc
@@ -108,6 +114,59 @@ def issue_jwt(
     return jwt.encode(claims, settings.JWT_SECRET, algorithm="HS256")
 
 
+class VerifiedTokens:
+    """The tokens this process has verified, so that a client sending the same token on every
+    request pays for its signature once (PyJWT and the key's cryptography cost more than the
+    rest of a rate-limit check's authentication).
+
+    Keyed by the exact token text; an entry holds the principal built from its claims and the
+    time window its claims allow (exp, nbf and iat, with the same leeway), checked on every use.
+    A token outside that window, or not verified for `MAX_AGE_SECONDS` (a key removed from the
+    JWKS, whose client keeps keys as long), goes through `decode_jwt` again, which answers with
+    the same 401s as always. Any change of a `JWT_*` setting empties it. Bounded: the oldest
+    entries go first. API keys are never kept here (a revoked key is refused at once).
+    """
+
+    MAX_ENTRIES = 4096
+    MAX_AGE_SECONDS = 60.0
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[Principal, float, float, float]] = {}
+        self._lock = threading.Lock()
+
+    def principal(self, token: str) -> Principal:
+        now = time.time()
+        entry = self._entries.get(token)
+        if entry is not None:
+            principal, not_before, expires, verified_at = entry
+            in_window = not_before <= now + LEEWAY and expires > now - LEEWAY
+            if in_window and now - verified_at < self.MAX_AGE_SECONDS:
+                return principal
+        claims = decode_jwt(token)
+        principal = principal_from_claims(claims)
+        # decode_jwt has checked that exp (required), nbf and iat are integers.
+        not_before = max(int(claims.get("nbf", 0)), int(claims.get("iat", 0)))
+        with self._lock:
+            self._entries.pop(token, None)
+            if len(self._entries) >= self.MAX_ENTRIES:
+                del self._entries[next(iter(self._entries))]
+            self._entries[token] = (principal, not_before, int(claims["exp"]), now)
+        return principal
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+verified_tokens = VerifiedTokens()
+
+
+@receiver(setting_changed)
+def _forget_verified_tokens(*, setting: str, **kwargs: Any) -> None:
+    if setting.startswith("JWT_"):
+        verified_tokens.clear()
+
+
 class JWTAuthentication(BaseAuthentication):
     def authenticate(self, request: Request) -> tuple[Principal, str] | None:
         header = request.META.get("HTTP_AUTHORIZATION", "")
@@ -116,8 +175,7 @@ class JWTAuthentication(BaseAuthentication):
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthorized("Authorization must be 'Bearer <token>'")
-        principal = principal_from_claims(decode_jwt(token.strip()))
-        return principal, token
+        return verified_tokens.principal(token.strip()), token
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="budget"'

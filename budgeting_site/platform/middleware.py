@@ -2,9 +2,14 @@
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.contrib.messages.middleware import MessageMiddleware
+from django.contrib.sessions.middleware import SessionMiddleware
 from django.http import HttpRequest, HttpResponse
+from django.middleware.csrf import CsrfViewMiddleware
 
 from budgeting_site.platform.context import correlation_id_var, new_correlation_id
 from budgeting_site.platform.errors import (
@@ -74,3 +79,46 @@ class OutermostErrorMiddleware:
             return error_json_response(known)
         logger.exception("request.unhandled_exception", exc_info=exception)
         return error_json_response(DomainError("Internal error"))
+
+
+# --- the pages' middleware, kept off the API paths ----------------------------------------------
+
+
+class PagesOnly:
+    """Runs the middleware it is mixed into only outside `settings.API_PATH_PREFIXES`.
+
+    The API authenticates every request by bearer token or API key and uses neither the
+    session, nor CSRF cookies (its views are CSRF-exempt), nor messages, nor the session's
+    user (DRF sets `request.user` from the token); the admin and the approval pages, which do,
+    run the wrapped middleware unchanged.
+    """
+
+    get_response: Callable[[HttpRequest], HttpResponse]
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith(settings.API_PATH_PREFIXES):
+            return self.get_response(request)
+        return super().__call__(request)  # type: ignore[misc]
+
+
+class PageSessionMiddleware(PagesOnly, SessionMiddleware):
+    pass
+
+
+class PageAuthenticationMiddleware(PagesOnly, AuthenticationMiddleware):
+    pass
+
+
+class PageMessageMiddleware(PagesOnly, MessageMiddleware):
+    pass
+
+
+class PageCsrfViewMiddleware(PagesOnly, CsrfViewMiddleware):
+    def process_view(
+        self, request: HttpRequest, callback: Any, callback_args: Any, callback_kwargs: Any
+    ) -> HttpResponse | None:
+        # The handler calls process_view of every middleware: skip it where process_request
+        # did not run (it reads the CSRF cookie that process_view compares).
+        if request.path.startswith(settings.API_PATH_PREFIXES):
+            return None
+        return super().process_view(request, callback, callback_args, callback_kwargs)

@@ -6,10 +6,12 @@ import time
 
 import jwt
 import pytest
+import time_machine
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings as django_settings
 
+from budgeting_site.platform.auth import VerifiedTokens, verified_tokens
 from budgeting_site.platform.models import AuditLogEntry
 from budgeting_site.platform.services import create_api_key, revoke_api_key
 
@@ -146,3 +148,55 @@ def test_wrong_role_is_403(api):
     response = _post(api, _hs256(_claims(roles=["auditor"])))
     assert response.status_code == 403
     assert response.json()["error_code"] == "FORBIDDEN"
+
+
+# --- verified tokens are kept per process; their time claims are checked on every use ---------
+
+
+def test_a_kept_token_is_refused_once_it_expires(api):
+    token = _hs256(_claims(exp=int(time.time()) + 60))
+    assert _post(api, token).status_code == 201
+    assert _post(api, token).status_code == 201  # the kept verification
+    with time_machine.travel(time.time() + 70, tick=False):
+        response = _post(api, token)
+    _assert_401(response, 2)
+    assert response.json()["message"] == "Token has expired"
+
+
+def test_a_token_not_yet_valid_is_refused_until_it_is(api):
+    now = int(time.time())
+    token = _hs256(_claims(nbf=now + 60, exp=now + 600))
+    _assert_401(_post(api, token))
+    _assert_401(_post(api, token))
+    with time_machine.travel(now + 61, tick=False):
+        assert _post(api, token).status_code == 201
+    # Back before nbf: the kept verification does not let it through either.
+    with time_machine.travel(now + 30, tick=False):
+        _assert_401(_post(api, token), 1)
+
+
+def test_a_kept_token_is_verified_again_when_the_secret_changes(api, settings):
+    token = _hs256(_claims())
+    assert _post(api, token).status_code == 201
+    settings.JWT_SECRET = "a-rotated-secret-of-enough-length-0123456789"
+    _assert_401(_post(api, token), 1)
+
+
+def test_a_kept_token_is_verified_again_after_its_maximum_age(api):
+    now = time.time()
+    token = _hs256(_claims(exp=int(now) + 3600))
+    with time_machine.travel(now, tick=False):
+        assert _post(api, token).status_code == 201
+    kept = verified_tokens._entries[token]
+    with time_machine.travel(now + VerifiedTokens.MAX_AGE_SECONDS + 1, tick=False):
+        assert _post(api, token).status_code == 201
+    assert verified_tokens._entries[token][3] > kept[3]  # verified anew, not taken as kept
+
+
+def test_verified_tokens_are_bounded_oldest_first():
+    kept = VerifiedTokens()
+    kept.MAX_ENTRIES = 3
+    tokens = [_hs256(_claims(sub=f"svc-{i}")) for i in range(5)]
+    for token in tokens:
+        assert kept.principal(token).principal.startswith("svc-")
+    assert list(kept._entries) == tokens[2:]

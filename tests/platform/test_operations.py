@@ -1,3 +1,4 @@
+import time
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,21 @@ def test_beat_schedule_names_only_registered_tasks():
 
 
 @pytest.mark.django_db
+def test_every_task_a_celery_worker_runs_is_counted():
+    # Counted in the worker's process; with PROMETHEUS_MULTIPROC_DIR the web's /metrics shows
+    # it (tests/system/test_metrics.py).
+    from prometheus_client import REGISTRY
+
+    from budgeting_site.celery import app
+
+    app.loader.import_default_modules()
+    labels = {"job": "platform.purge_idempotency_keys", "outcome": "ok"}
+    before = REGISTRY.get_sample_value("scheduled_job_runs_total", labels) or 0
+    app.tasks["platform.purge_idempotency_keys"].apply()
+    assert REGISTRY.get_sample_value("scheduled_job_runs_total", labels) == before + 1
+
+
+@pytest.mark.django_db
 def test_metrics_serve_a_scraper_that_accepts_only_text_plain(api, settings):
     settings.METRICS_TOKEN = "scrape-secret"
     response = api.get(
@@ -78,3 +94,36 @@ def test_metrics_serve_a_scraper_that_accepts_only_text_plain(api, settings):
     )
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_health_check_asks_nothing_of_a_live_connection_and_replaces_a_terminated_one(api):
+    from django.db import close_old_connections, connection
+
+    connection.ensure_connection()
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 'the last statement'")
+    pid = connection.connection.info.backend_pid
+    observer = connection.get_new_connection(connection.get_connection_params())
+    observer.autocommit = True
+    try:
+        assert connection.is_usable()
+        # Nothing was sent: the server's last statement of that backend is still ours.
+        last = observer.execute("SELECT query FROM pg_stat_activity WHERE pid = %s", [pid])
+        assert last.fetchone()[0] == "SELECT 'the last statement'"
+
+        observer.execute("SELECT pg_terminate_backend(%s)", [pid])
+        deadline = time.monotonic() + 5
+        while connection.is_usable() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not connection.is_usable()
+        # What a served request begins with (the test client leaves it out); then the
+        # health check before its first statement replaces the connection.
+        close_old_connections()
+        response = api.get("/budget/v1/health")
+        assert response.status_code == 200
+        assert response.json()["dependencies"]["database"]["status"] == "UP"
+        assert connection.connection.info.backend_pid != pid
+    finally:
+        observer.close()

@@ -4,6 +4,7 @@ from collections import Counter
 
 import pytest
 from django.db import connection
+from django.test import Client
 from rest_framework.test import APIClient
 
 from budgeting_site.platform.models import AuditLogEntry, IdempotencyRecord
@@ -41,6 +42,18 @@ def test_foreign_tenant_in_query_is_403_and_audited(admin):
     response = admin.post(f"{URL}?tenant_id=t-globex", {"name": "w", "size": 1}, format="json")
     _error(response, 403, "FORBIDDEN")
     assert AuditLogEntry.objects.filter(action="cross_tenant_denied").count() == 1
+
+
+@pytest.mark.django_db
+def test_foreign_tenant_with_unstorable_text_is_403_and_audited_escaped(admin):
+    # Found by schemathesis on the real stack: PostgreSQL text cannot hold NUL, UTF-8 cannot
+    # encode a lone surrogate; the audit entry was a 500.
+    body = b'{"tenant_id": "t-\\u0000glo\\ud800bex"}'
+    response = admin.post(URL, body, content_type="application/json")
+    _error(response, 403, "FORBIDDEN")
+    _error(admin.post(f"{URL}?tenant_id=%00", {}, format="json"), 403, "FORBIDDEN")
+    targets = AuditLogEntry.objects.filter(action="cross_tenant_denied").order_by("id")
+    assert [e.target_tenant_id for e in targets] == ["t-\\x00glo\\ud800bex", "\\x00"]
 
 
 @pytest.mark.django_db
@@ -224,3 +237,39 @@ def test_money_is_rendered_exactly_however_many_digits():
 
     body = {"a": Decimal("123456789012345678901234.0123456789"), "b": Decimal("0.3800000000")}
     assert dumps(body) == '{"a":123456789012345678901234.0123456789,"b":0.38}'
+
+
+# --- the pages' middleware (sessions, CSRF, the session's user, messages) stays off the API ----
+
+
+@pytest.mark.django_db
+def test_a_browsers_session_and_csrf_cookies_change_nothing_on_the_api(admin, django_user_model):
+    user = django_user_model.objects.create_superuser("root", "root@example.com", "pw-0123456789")
+    browser = Client(enforce_csrf_checks=True)
+    browser.force_login(user)
+    assert browser.get("/admin/").status_code == 200  # its sign-out form sets the CSRF cookie
+    assert {"sessionid", "csrftoken"} <= set(browser.cookies)
+    admin.cookies = browser.cookies
+    response = admin.post(URL, {"name": "w", "size": "1"}, format="json")
+    assert response.status_code == 201, response.content
+    assert not response.cookies
+    assert "Cookie" not in response.get("Vary", "")
+    assert not hasattr(response.wsgi_request, "session")
+    # Without a token, the session's user is not the caller: the API still answers 401.
+    anonymous = APIClient()
+    anonymous.cookies = browser.cookies
+    _error(anonymous.post(URL, {"name": "w", "size": "1"}, format="json"), 401, "UNAUTHORIZED")
+
+
+@pytest.mark.django_db
+def test_the_pages_keep_sessions_and_csrf(django_user_model):
+    django_user_model.objects.create_superuser("root", "root@example.com", "pw-0123456789")
+    browser = Client(enforce_csrf_checks=True)
+    assert browser.get("/admin/login/").status_code == 200
+    token = browser.cookies["csrftoken"].value
+    credentials = {"username": "root", "password": "pw-0123456789"}
+    assert browser.post("/admin/login/", credentials).status_code == 403  # no CSRF token
+    signed_in = browser.post("/admin/login/", {**credentials, "csrfmiddlewaretoken": token})
+    assert signed_in.status_code == 302, signed_in.content
+    assert "sessionid" in browser.cookies
+    assert browser.get("/admin/").status_code == 200
