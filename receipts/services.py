@@ -181,7 +181,10 @@ def emit_receipts_bulk(
     """Sign and store many receipts with one key lookup and batched inserts.
 
     `skip_existing=True` leaves out drafts whose `receipt_id` is already stored (a drain that
-    runs twice); the receipts returned are then only the new ones.
+    runs twice, or two drains of the same entries at once): those already committed are not
+    signed again, and the insert skips any that another writer stores meanwhile (ON CONFLICT
+    DO NOTHING on the primary key, still insert-only). The receipts returned are the ones
+    that were not stored when it looked; two concurrent writers may both return one.
     """
     drafts = list(drafts)
     if not drafts:
@@ -195,7 +198,7 @@ def emit_receipts_bulk(
     signer = keys.active_signer()
     receipts = [_build(d, signer) for d in drafts]
     with transaction.atomic():
-        Receipt.objects.bulk_create(receipts, batch_size=batch_size)
+        Receipt.objects.bulk_create(receipts, batch_size=batch_size, ignore_conflicts=skip_existing)
     return receipts
 
 

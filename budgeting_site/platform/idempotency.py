@@ -1,15 +1,19 @@
 """`Idempotency-Key` for every POST/PUT/PATCH/DELETE (SPEC 1.4), one mechanism for all views.
 
-The first request with a key inserts an in-flight row (autocommit, behind a unique
+The first request with a key inserts an in-flight row (its own commit, behind a unique
 constraint): concurrent duplicates lose the insert and get a 409 while it runs, the replayed
 answer once it is done, or a 422 when their request differs. Only final answers are kept; a
 401/403/409/429/5xx deletes the row so that a retry can run.
 
-A request that dies between its effect and storing its answer leaves an in-flight row; after
-`STALE_AFTER` such a row may be taken over by a retry (documented in docs/idempotency.md).
+A claim is alive exactly as long as its request: on PostgreSQL the request's database session
+holds an advisory lock on the row, taken in the transaction that inserts it. A session that
+ends (the connection terminated or dropped, the process killed) frees the lock, so a retry
+that meets an in-flight row whose lock it can take knows the owner is gone and takes the row
+over at once; nothing of the owner was kept, since its handler and its answer commit together.
+Where there are no advisory locks (SQLite), or a session outlives its request, a row older
+than `STALE_AFTER` may be taken over (docs/idempotency.md).
 """
 
-import contextlib
 import hashlib
 import json
 from dataclasses import dataclass
@@ -29,7 +33,11 @@ DEFAULT_TTL = timedelta(hours=24)
 STALE_AFTER = timedelta(minutes=5)
 MAX_KEY_LENGTH = 255
 _NOT_KEPT = {401, 403, 409, 429}
+#: The first of the two int4 keys of a claim's advisory lock (the second is its row id), so
+#: claims never share a lock with the single-bigint locks other code takes.
+_LOCK_SPACE = 0x1DE3
 _REPLAYED_HEADERS = ("Location", "Content-Type")
+_TICK = timedelta(microseconds=1)
 
 
 def _normalise(value: object) -> object:
@@ -78,6 +86,33 @@ def key_from(meta: dict[str, str]) -> str | None:
 @dataclass
 class Claim:
     record_id: int
+    #: The row's `created_at` as this request set it: a retry that takes the row over sets
+    #: another, so a request never stores its answer in, nor frees, a claim that is not its own.
+    token: datetime
+    #: The database connection whose session holds the claim's advisory lock (None: no lock).
+    session: object | None = None
+
+
+def _lock_keys(record_id: int) -> list[int]:
+    return [_LOCK_SPACE, record_id % 2**32 - 2**31]
+
+
+def _lock(record_id: int) -> object | None:
+    """Hold the claim's lock for this session; the connection if it is now held."""
+    if connection.vendor != "postgresql":
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", _lock_keys(record_id))
+        held = cursor.fetchone()[0]
+    return connection.connection if held else None
+
+
+def _unlock(claim: Claim) -> None:
+    # Only the session that took the lock holds it; a lock of a lost session is gone already.
+    if claim.session is not None and connection.connection is claim.session:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_unlock(%s, %s)", _lock_keys(claim.record_id))
+    claim.session = None
 
 
 def begin(
@@ -95,13 +130,11 @@ def begin(
                     created_at=now,
                     expires_at=now + ttl,
                 )
-            return Claim(record.pk)
-        except (OperationalError, InterfaceError):
-            # The insert may have committed just before the connection died: take our own
-            # claim back (its created_at, to the microsecond, is ours), so a retry is not
-            # told "in flight" for minutes.
-            _forget_lost_claim(tenant_id, key, print_, now)
-            raise
+                # Locked before the row is visible to anyone: no duplicate sees it unlocked
+                # while this request lives. A connection lost around the commit takes the lock
+                # with it, so a claim that did commit is free to be taken over by the retry.
+                session = _lock(record.pk)
+            return Claim(record.pk, now, session)
         except IntegrityError:
             existing = IdempotencyRecord.objects.filter(tenant_id=tenant_id, key=key).first()
             if existing is None:
@@ -113,14 +146,21 @@ def begin(
                 raise IdempotencyKeyReused(details={"idempotency_key": key}) from None
             if existing.state == IdempotencyRecord.State.DONE:
                 return _replay(existing)
-            if now - existing.created_at > STALE_AFTER:
+            session = _lock(existing.pk)
+            if session is not None or now - existing.created_at > STALE_AFTER:
+                # Its owner is gone. The update waits for an owner's transaction that stored
+                # its answer and unlocked but has not committed yet, and then matches nothing.
+                token = max(now, existing.created_at + _TICK)
                 taken = IdempotencyRecord.objects.filter(
                     pk=existing.pk,
                     state=IdempotencyRecord.State.IN_FLIGHT,
                     created_at=existing.created_at,
-                ).update(created_at=now)
+                ).update(created_at=token)
+                claim = Claim(existing.pk, token, session)
                 if taken:
-                    return Claim(existing.pk)
+                    return claim
+                _unlock(claim)
+                continue
             raise Conflict(
                 "A request with this Idempotency-Key is still in flight",
                 details={"idempotency_key": key},
@@ -130,42 +170,37 @@ def begin(
 
 
 def finish(claim: Claim, response: HttpResponse) -> None:
+    """Store the answer (or free the key), then unlock. Inside the handler's transaction the
+    unlock takes effect before the commit; the row stays locked by the update until then.
+
+    A claim taken over meanwhile (its owner was thought gone) is not ours to answer: inside
+    the handler's transaction that is a 409, so the effect rolls back rather than commit
+    without its answer."""
     status = response.status_code
     if status in _NOT_KEPT or status >= 500:
         release(claim)
         return
     headers = {h: response[h] for h in _REPLAYED_HEADERS if response.has_header(h)}
-    IdempotencyRecord.objects.filter(pk=claim.record_id).update(
+    stored = IdempotencyRecord.objects.filter(pk=claim.record_id, created_at=claim.token).update(
         state=IdempotencyRecord.State.DONE,
         response_status=status,
         response_body=bytes(response.content),
         response_headers=headers,
     )
-
-
-def _forget_lost_claim(tenant_id: str, key: str, print_: str, created_at: datetime) -> None:
-    connection.close()
-    with contextlib.suppress(OperationalError, InterfaceError):
-        IdempotencyRecord.objects.filter(
-            tenant_id=tenant_id,
-            key=key,
-            fingerprint=print_,
-            state=IdempotencyRecord.State.IN_FLIGHT,
-            created_at=created_at,
-        ).delete()
+    _unlock(claim)
+    if not stored and connection.in_atomic_block:
+        raise Conflict("A retry with this Idempotency-Key took it over", retriable=True)
 
 
 def release(claim: Claim) -> None:
     """Free the key for a retry. The answer may be a 503 for a lost database connection: then
-    the old connection is useless, so try once more on a fresh one."""
-    for attempt in range(2):
-        try:
-            IdempotencyRecord.objects.filter(pk=claim.record_id).delete()
-            return
-        except (OperationalError, InterfaceError):
-            if attempt:
-                raise
-            connection.close()
+    closing the connection ends its session, and the claim's lock with it, so a retry takes
+    the claim over (without advisory locks, once it is `STALE_AFTER` old)."""
+    try:
+        IdempotencyRecord.objects.filter(pk=claim.record_id, created_at=claim.token).delete()
+        _unlock(claim)
+    except (OperationalError, InterfaceError):
+        connection.close()
 
 
 def _replay(record: IdempotencyRecord) -> HttpResponse:

@@ -44,6 +44,17 @@ RL_P99_LIMIT = 0.35
 RL_MAX_LIMIT = 1.0
 #: A budget check does not need Redis at all; it must not be slowed by its absence either.
 BUDGET_P99_LIMIT = 1.0
+#: After the heal the checks are decided by Redis again within RECOVERY_LIMIT seconds: a run of
+#: RECOVERED_RUN checks of each rate-limit policy in a row, none degraded.
+RECOVERY_LIMIT = 20.0
+RECOVERED_RUN = 8
+#: ... and stay so for STAY_SECONDS: at most STRAY_SHARE of the later checks degraded. A single
+#: check can time out at 50 ms on a loaded machine (before the fault as well as after), and then
+#: rightly answers by its fail mode; a breaker that opened again or a connection left held
+#: would degrade a far larger share (docs/system-tests.md).
+STAY_SECONDS = 2.0
+STRAY_SHARE = 0.05
+RL_NAMES = ("rl.open", "rl.closed")
 
 
 def _tenant(prefix: str) -> str:
@@ -118,6 +129,15 @@ def _check_traffic(stack: Stack, tenant: str) -> Traffic:
     )
 
 
+def _decided_by_redis(s) -> bool:
+    return (
+        s.status == 200
+        and isinstance(s.body, dict)
+        and s.body.get("degraded") is False
+        and s.body.get("allowed") is True
+    )
+
+
 def _redis_fault(stack: Stack, inject, heal, label: str) -> None:
     tenant = _tenant(label)
     _setup_checks(stack, tenant)
@@ -131,16 +151,21 @@ def _redis_fault(stack: Stack, inject, heal, label: str) -> None:
     heal()
 
     def recovered():
-        recent = traffic.between(time.monotonic() - 0.5, time.monotonic() + 1, "rl.open")
-        return recent and all(
-            s.status == 200 and isinstance(s.body, dict) and s.body.get("degraded") is False
-            for s in recent
-        )
+        for name in RL_NAMES:
+            run = traffic.between(t_heal, time.monotonic() + 1, name)[-RECOVERED_RUN:]
+            if len(run) < RECOVERED_RUN or not all(_decided_by_redis(s) for s in run):
+                return False
+        return True
 
     try:
-        wait_for(recovered, timeout=20, interval=0.25, what="rate-limit checks leave degraded")
+        wait_for(
+            recovered,
+            timeout=RECOVERY_LIMIT,
+            interval=0.25,
+            what=f"{RECOVERED_RUN} checks of each rate-limit policy in a row decided by Redis",
+        )
         t_recovered = time.monotonic()
-        time.sleep(1.0)
+        time.sleep(STAY_SECONDS)
     finally:
         samples = traffic.stop()
 
@@ -163,26 +188,30 @@ def _redis_fault(stack: Stack, inject, heal, label: str) -> None:
         assert s.status == 200 and s.body["allowed"] is True, s
     rl_lat = [s.latency for s in by["rl.open"] + by["rl.closed"]]
     budget_lat = [s.latency for s in by["budget"]]
+    after = [s for s in traffic.between(t_recovered, time.monotonic() + 60) if s.name in RL_NAMES]
+    strays = [s for s in after if s.body["degraded"]]
     print(
         f"\n{label}: outage {OUTAGE_SECONDS}s, {len(rl_lat)} rate-limit checks "
         f"p50 {pct(rl_lat, 0.5) * 1000:.1f} ms p99 {pct(rl_lat, 0.99) * 1000:.1f} ms "
         f"max {max(rl_lat) * 1000:.1f} ms; {len(budget_lat)} budget checks "
         f"p99 {pct(budget_lat, 0.99) * 1000:.1f} ms max {max(budget_lat) * 1000:.1f} ms; "
-        f"recovered {t_recovered - t_heal:.2f}s after heal"
+        f"recovered {t_recovered - t_heal:.2f}s after heal; "
+        f"{len(strays)} of {len(after)} later checks degraded"
     )
     assert pct(rl_lat, 0.99) < RL_P99_LIMIT, sorted(rl_lat)[-5:]
     assert max(rl_lat) < RL_MAX_LIMIT, sorted(rl_lat)[-5:]
     assert pct(budget_lat, 0.99) < BUDGET_P99_LIMIT, sorted(budget_lat)[-5:]
 
-    # Recovery without a restart: the same gunicorn master, every later check decided by Redis.
+    # Recovery without a restart: the same gunicorn master, and the checks stay decided by
+    # Redis; a stray degraded answer (one 50 ms timeout) still follows its policy's fail mode.
     assert stack.gunicorn.proc.pid == gunicorn_pid and stack.gunicorn.running()
-    after = traffic.between(t_recovered, time.monotonic() + 60)
-    assert after
+    assert len(after) >= 2 * RECOVERED_RUN, len(after)
     for s in after:
-        if s.name == "rl.open":
-            assert s.body["degraded"] is False and s.body["allowed"] is True, s
-        if s.name == "rl.closed":
-            assert s.body["degraded"] is False and s.body["allowed"] is True, s
+        if s.body["degraded"]:
+            assert s.body["allowed"] is (s.name == "rl.open"), s
+        else:
+            assert s.status == 200 and s.body["allowed"] is True, s
+    assert len(strays) <= STRAY_SHARE * len(after), (len(strays), len(after), strays[:3])
 
     decisions = {
         f"{tenant}|rate-limit-check": [
