@@ -115,25 +115,30 @@ def apply_rollup_deltas(deltas: Deltas) -> None:
             _apply(rollup, entries)
 
 
+def _upsert_sql(rollup: Rollup, source: str) -> str:
+    """INSERT the rows of `source` (key columns, then cost, usage, count), adding them to the
+    rows that exist: the one statement that changes a rollup, for writers and the repair."""
+    table = rollup.table
+    cols = (*rollup.key, "total_cost", "total_usage", "record_count")
+    return (
+        f"INSERT INTO {table} ({', '.join(cols)}) {source} "
+        f"ON CONFLICT ({', '.join(rollup.key)}) DO UPDATE SET "
+        f"total_cost = {table}.total_cost + EXCLUDED.total_cost, "
+        f"total_usage = {table}.total_usage + EXCLUDED.total_usage, "
+        f"record_count = {table}.record_count + EXCLUDED.record_count"
+    )
+
+
 def _apply(rollup: Rollup, entries: dict[tuple[Any, ...], list[Any]]) -> None:
     keys = sorted(entries)
     if connection.vendor == "postgresql":
-        table = rollup.table
-        cols = (*rollup.key, "total_cost", "total_usage", "record_count")
         types = (*rollup.types, "numeric", "numeric", "bigint")
         # One array per column: a handful of parameters however many keys there are.
         params = [list(c) for c in zip(*(k + tuple(entries[k]) for k in keys), strict=True)]
         unnest = ", ".join(f"%s::{t}[]" for t in types)
-        sql = (
-            f"INSERT INTO {table} ({', '.join(cols)}) "  # noqa: S608  (constants of this module)
-            f"SELECT * FROM unnest({unnest}) "
-            f"ON CONFLICT ({', '.join(rollup.key)}) DO UPDATE SET "
-            f"total_cost = {table}.total_cost + EXCLUDED.total_cost, "
-            f"total_usage = {table}.total_usage + EXCLUDED.total_usage, "
-            f"record_count = {table}.record_count + EXCLUDED.record_count"
-        )
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            source = f"SELECT * FROM unnest({unnest})"  # noqa: S608  (constants of this module)
+            cursor.execute(_upsert_sql(rollup, source), params)
         return
     # SQLite stores decimals as REAL: add in Python so sums stay exact (one writer at a time).
     manager = rollup.model._default_manager
@@ -158,9 +163,20 @@ def day_bounds(day: date) -> tuple[datetime, datetime]:
     return start, start + timedelta(days=1)
 
 
-def rebuild_rollups(*, tenant_id: str | None = None, days: Sequence[date] = ()) -> int:
-    """Recompute every rollup of the given days (every day with a daily rollup when none are
-    given) from the raw table, replacing what is stored. Returns the number of days rebuilt."""
+#: The advisory lock that keeps two repairs apart (each would add the same drift).
+REPAIR_LOCK = 0x636F737473  # "costs"
+
+
+def repair_rollups(*, tenant_id: str | None = None, days: Sequence[date] = ()) -> int:
+    """Make every rollup of the given days (every day with a daily rollup when none are
+    given) equal to the raw table again, without blocking writers. Returns the number of days
+    repaired.
+
+    Each rollup key's drift (what the raw table sums to minus what the rollup holds) is
+    computed at one snapshot and added to the rollup with the writers' own upsert. Writers
+    change records and rollups in one transaction, so a write is either in the snapshot on
+    both sides or on neither: the drift of a key does not change when writes commit, and
+    adding it makes the rollup exact whatever was written meanwhile."""
     tenant = {} if tenant_id is None else {"tenant_id": tenant_id}
     if not days:
         days = sorted(
@@ -168,75 +184,118 @@ def rebuild_rollups(*, tenant_id: str | None = None, days: Sequence[date] = ()) 
         )
     for day in days:
         start, end = day_bounds(day)
-        stored = {
-            DAILY: CostDailyRollup.objects.filter(**tenant, day=day),
-            HOURLY: CostHourlyRollup.objects.filter(**tenant, hour__gte=start, hour__lt=end),
-            TAGS: CostTagRollup.objects.filter(**tenant, day=day),
-        }
+        if connection.vendor == "postgresql":
+            _repair_day_sql(day, start, end, tenant_id)
+            continue
+        # SQLite: one writer at a time, so the whole day in one transaction is a snapshot.
         with transaction.atomic():
-            if connection.vendor == "postgresql":
-                # Writers wait for the rebuild (a writer in flight is waited for first), then
-                # add their deltas to the rebuilt rows; readers are not blocked.
-                tables = ", ".join(r.table for r in ROLLUPS)
-                with connection.cursor() as cursor:
-                    cursor.execute(f"LOCK TABLE {tables} IN SHARE ROW EXCLUSIVE MODE")
-            for rollup in ROLLUPS:
-                stored[rollup].delete()
-            if connection.vendor == "postgresql":
-                _rebuild_day_sql(day, start, end, tenant_id)
-                continue
-            records = CostRecord.objects.filter(
-                **tenant, counted=True, timestamp__gte=start, timestamp__lt=end
-            )
-            rows = list(
-                records.values(
-                    "tenant_id", "timestamp", *DIMENSIONS, "currency", "cost_amount",
-                    "usage_quantity", "tags",
-                )
-            )  # fmt: skip
-            apply_rollup_deltas(rollup_deltas(rows))
+            apply_rollup_deltas(_drift(start, end, tenant))
     return len(days)
 
 
-def _rebuild_day_sql(day: date, start: datetime, end: datetime, tenant_id: str | None) -> None:
-    """One day's rollups from the raw table, one INSERT ... SELECT per table (PostgreSQL)."""
+def _drift(start: datetime, end: datetime, tenant: dict[str, str]) -> Deltas:
+    """Per key of each rollup: the raw table's sums over [start, end) minus the stored row."""
+    records = CostRecord.objects.filter(
+        **tenant, counted=True, timestamp__gte=start, timestamp__lt=end
+    )
+    rows = records.values(
+        "tenant_id", "timestamp", *DIMENSIONS, "currency", "cost_amount", "usage_quantity", "tags"
+    )
+    drift = rollup_deltas(list(rows))
+    stored = {
+        DAILY: CostDailyRollup.objects.filter(**tenant, day=start.date()),
+        HOURLY: CostHourlyRollup.objects.filter(**tenant, hour__gte=start, hour__lt=end),
+        TAGS: CostTagRollup.objects.filter(**tenant, day=start.date()),
+    }
+    for rollup in ROLLUPS:
+        entries = drift[rollup]
+        for row in stored[rollup].values_list(
+            *rollup.key, "total_cost", "total_usage", "record_count"
+        ):
+            cost, usage, count = row[-3:]
+            _add(entries, tuple(row[:-3]), [-cost, -usage, -count])
+        drift[rollup] = {key: values for key, values in entries.items() if any(values)}
+    return drift
+
+
+def _repair_day_sql(day: date, start: datetime, end: datetime, tenant_id: str | None) -> None:
+    """One day's rollups corrected from the raw table (PostgreSQL): per table, one statement
+    that sums the day's records per key, joins the stored rows, and adds the differences.
+
+    The statement's snapshot is the one the drift is exact at; its upsert changes the latest
+    row versions (READ COMMITTED), so writes committed after the snapshot are kept. Writers
+    are never blocked by the summing; they wait only for the row locks of corrected keys, which
+    the statement takes in the writers' order (keys sorted by code point, i.e. `COLLATE "C"`)
+    and holds for that one table: no deadlock, no write waits for the repair. The ORDER BY is
+    on the join's output (no index has that order), so it is a Sort of the whole result: the
+    upsert starts only once the summing is done.
+    """
     records = CostRecord._meta.db_table
     dims = ", ".join(f"r.{d}" for d in (*DIMENSIONS, "currency"))
-    where = "r.counted AND r.timestamp >= %s AND r.timestamp < %s" + (
-        " AND r.tenant_id = %s" if tenant_id is not None else ""
+    where = "r.counted AND r.timestamp >= %s AND r.timestamp < %s"
+    bounds: list[Any] = [start, end]
+    stored_tenant = ""
+    if tenant_id is not None:
+        where += " AND r.tenant_id = %s"
+        stored_tenant = " AND tenant_id = %s"
+        bounds.append(tenant_id)
+    sums = (
+        "SUM(r.cost_amount) AS total_cost, COALESCE(SUM(r.usage_quantity), 0) AS total_usage, "
+        "COUNT(*) AS record_count"
     )
-    bounds: list[Any] = [start, end] + ([tenant_id] if tenant_id is not None else [])
-    sums = "SUM(r.cost_amount), COALESCE(SUM(r.usage_quantity), 0), COUNT(*)"
-    statements: list[tuple[Rollup, str, list[Any]]] = [
+    statements: list[tuple[Rollup, str, list[Any], str, list[Any]]] = [
         (
             DAILY,
-            f"SELECT r.tenant_id, %s::date, {dims}, {sums} FROM {records} r "  # noqa: S608
+            f"SELECT r.tenant_id, %s::date AS day, {dims}, {sums} FROM {records} r "  # noqa: S608
             f"WHERE {where} GROUP BY r.tenant_id, {dims}",
             [day, *bounds],
+            "day = %s",
+            [day],
         ),
         (
             HOURLY,
             f"SELECT r.tenant_id, date_trunc('hour', r.timestamp, 'UTC') AS hour, {dims}, "  # noqa: S608
             f"{sums} FROM {records} r WHERE {where} GROUP BY r.tenant_id, hour, {dims}",
             bounds,
+            "hour >= %s AND hour < %s",
+            [start, end],
         ),
         (
             TAGS,
-            f"SELECT r.tenant_id, t.key, %s::date, t.value #>> '{{}}' AS tag_value, {dims}, "  # noqa: S608
-            f"{sums} FROM {records} r CROSS JOIN LATERAL jsonb_each(r.tags) t "
+            f"SELECT r.tenant_id, t.key AS tag_key, %s::date AS day, "  # noqa: S608
+            f"t.value #>> '{{}}' AS tag_value, {dims}, {sums} "
+            f"FROM {records} r CROSS JOIN LATERAL jsonb_each(r.tags) t "
             f"WHERE {where} AND jsonb_typeof(t.value) = 'string' "
             f"GROUP BY r.tenant_id, t.key, tag_value, {dims}",
             [day, *bounds],
+            "day = %s",
+            [day],
         ),
     ]
-    with connection.cursor() as cursor:
-        for rollup, select, params in statements:
-            cols = (*rollup.key, "total_cost", "total_usage", "record_count")
-            cursor.execute(f"INSERT INTO {rollup.table} ({', '.join(cols)}) {select}", params)
+    values = ("total_cost", "total_usage", "record_count")
+    differ = " OR ".join(f"COALESCE(raw.{v}, 0) <> COALESCE(s.{v}, 0)" for v in values)
+    for rollup, raw, raw_params, stored_where, stored_params in statements:
+        key = ", ".join(rollup.key)
+        order = ", ".join(
+            f'{c} COLLATE "C"' if t == "text" else c
+            for c, t in zip(rollup.key, rollup.types, strict=True)
+        )
+        deltas = ", ".join(f"COALESCE(raw.{v}, 0) - COALESCE(s.{v}, 0)" for v in values)
+        source = (
+            f"SELECT {key}, {deltas} FROM ({raw}) raw "  # noqa: S608  (constants of this module)
+            f"FULL JOIN (SELECT {key}, {', '.join(values)} FROM {rollup.table} "
+            f"WHERE {stored_where}{stored_tenant}) s USING ({key}) "
+            f"WHERE {differ} ORDER BY {order}"
+        )
+        params = raw_params + stored_params + ([tenant_id] if tenant_id is not None else [])
+        with transaction.atomic(), connection.cursor() as cursor:
+            # A second repair waits here, then sums at a snapshot that sees this one's fix.
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [REPAIR_LOCK])
+            cursor.execute(_upsert_sql(rollup, source), params)
 
 
 def refresh_rollups(*, now: datetime | None = None, lookback_days: int = 2) -> int:
-    """The scheduled repair: rebuild the last few days (late back-fills and any drift)."""
+    """The scheduled repair: correct the last few days (late back-fills and any drift)."""
     now = now or clock.now()
     today = now.astimezone(UTC).date()
-    return rebuild_rollups(days=[today - timedelta(days=i) for i in range(lookback_days + 1)])
+    return repair_rollups(days=[today - timedelta(days=i) for i in range(lookback_days + 1)])

@@ -19,6 +19,8 @@ from typing import Any
 import rfc8785
 
 _SAFE_INT = 2**53 - 1
+#: What `to_jsonable` returns unchanged, by exact type.
+_AS_IS = frozenset({str, bool, type(None)})
 
 
 def decimal_string(value: Decimal) -> str:
@@ -32,13 +34,15 @@ def decimal_string(value: Decimal) -> str:
 def rfc3339(value: datetime) -> str:
     if value.tzinfo is None:
         raise ValueError("naive datetimes are not allowed in receipts")
-    value = value.astimezone(UTC)
-    spec = "microseconds" if value.microsecond else "seconds"
-    return value.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
+    # In UTC isoformat ends in "+00:00" and writes microseconds only when there are some.
+    return value.astimezone(UTC).isoformat()[:-6] + "Z"
 
 
 def to_jsonable(value: Any) -> Any:
     """A JSON value with only strings, safe integers, booleans, null, lists and objects."""
+    convert = _BY_EXACT_TYPE.get(type(value))
+    if convert is not None:
+        return convert(value)
     if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, int):
@@ -58,12 +62,33 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, Enum):
         return to_jsonable(value.value)
     if isinstance(value, Mapping):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
+        return _object(value)
     if isinstance(value, list | tuple):
-        return [to_jsonable(v) for v in value]
+        return _array(value)
     if isinstance(value, set | frozenset):
         return sorted(to_jsonable(v) for v in value)
     raise TypeError(f"{type(value).__name__} cannot go into a receipt")
+
+
+# The values that come back as they are (most of them) skip the call.
+def _object(value: Mapping[Any, Any]) -> dict[str, Any]:
+    return {str(k): v if type(v) in _AS_IS else to_jsonable(v) for k, v in value.items()}
+
+
+def _array(value: list[Any] | tuple[Any, ...]) -> list[Any]:
+    return [v if type(v) in _AS_IS else to_jsonable(v) for v in value]
+
+
+#: The common types by exact type, one lookup instead of the chain of checks (same results).
+_BY_EXACT_TYPE: dict[type, Any] = {
+    dict: _object,
+    list: _array,
+    tuple: _array,
+    Decimal: decimal_string,
+    uuid.UUID: str,
+    datetime: rfc3339,
+    date: date.isoformat,
+}
 
 
 def _for_jcs(value: Any) -> Any:
@@ -84,45 +109,66 @@ def _for_jcs(value: Any) -> Any:
     return value
 
 
-def _plain(value: Any) -> bool:
-    """Whether the standard library's C encoder writes `value` exactly as RFC 8785 does: only
-    str, bool, None, safe integers, lists and dicts with str keys below U+D800. For those the
-    two agree byte for byte: the same escapes (`\\"`, `\\\\`, `\\b \\f \\n \\r \\t`, other
-    controls as lowercase `\\u00xx`, everything else as UTF-8), integers as digits, and key
-    order by code point, which is UTF-16 order below U+D800. Floats, big integers and other
-    keys go through `rfc8785` (tests/receipts/test_canonical_fast_path.py compares the two)."""
+#: Containers the C encoder writes as RFC 8785 does (exact types, as every check below).
+_NESTED = frozenset({dict, list, tuple})
+
+
+def _c_encodable(value: Any) -> bool:
+    """Whether the C `json` encoder writes `value` exactly as RFC 8785 does: it holds only
+    str, safe integers, bool, None, lists, tuples and dicts whose keys are str below U+D800
+    (exact types: a subclass, a float or anything else goes to `rfc8785`)."""
     kind = type(value)
-    if kind is str or kind is bool or value is None:
-        return True
-    if kind is int:
-        return -_SAFE_INT <= value <= _SAFE_INT
     if kind is dict:
-        for key, item in value.items():
-            if type(key) is not str or (key and max(key) >= "\ud800") or not _plain(item):
+        for key in value:
+            if type(key) is not str:
                 return False
-        return True
-    if kind is list:
-        return all(_plain(item) for item in value)
-    return False
+        keys = "".join(value)
+        if not keys.isascii() and max(keys) >= "\ud800":
+            return False
+        items: Any = value.values()
+    elif kind is list or kind is tuple:
+        items = value
+    else:
+        return _c_encodable([value])
+    for item in items:
+        kind = type(item)
+        if kind is str or item is None or kind is bool:
+            continue
+        if kind is int:
+            if not -_SAFE_INT <= item <= _SAFE_INT:
+                return False
+        elif kind not in _NESTED or not _c_encodable(item):
+            return False
+    return True
+
+
+def _c_encoded(value: Any) -> bytes | None:
+    """RFC 8785 bytes of `value` written by the C `json` encoder, or None where they might
+    differ. On what `_c_encodable` lets through they agree byte for byte: the same escapes
+    (`\\"`, `\\\\`, `\\b \\f \\n \\r \\t`, other controls as lowercase `\\u00xx`,
+    everything else, U+2028/9 too, as UTF-8), integers as digits, and keys sorted by code
+    point, which is UTF-16 order below U+D800 (tests/receipts/test_canonical_fast_path.py
+    compares the two with hypothesis)."""
+    if not _c_encodable(value):
+        return None
+    text = json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return None  # a lone surrogate in a string: rfc8785 raises its CanonicalizationError
 
 
 def canonical_bytes(obj: Any) -> bytes:
     """RFC 8785 bytes of a JSON value (as built by `to_jsonable` or parsed from JSON).
 
-    The common case (no floats, see `_plain`) is written by the C `json` encoder, several
-    times faster than the pure-Python `rfc8785`, which still writes everything else and raises
-    the same errors (a lone surrogate, an unsafe integer)."""
-    # A plain value is its own `_for_jcs` (no Decimal to turn into a number): skip the copy.
-    plain = _plain(obj)
-    prepared = obj if plain else _for_jcs(obj)
-    if plain or _plain(prepared):
-        try:
-            return json.dumps(
-                prepared, ensure_ascii=False, sort_keys=True, separators=(",", ":")
-            ).encode("utf-8")
-        except UnicodeEncodeError:
-            pass  # a lone surrogate: rfc8785 raises its CanonicalizationError
-    return rfc8785.dumps(prepared)
+    The common case is written by the C `json` encoder (`_c_encoded`), several times faster
+    than the pure-Python `rfc8785`, which still writes everything else (floats, big integers,
+    keys from U+D800 on) and raises the same errors (a lone surrogate, an unsafe integer)."""
+    data = _c_encoded(obj)
+    if data is not None:
+        return data
+    prepared = _for_jcs(obj)
+    return _c_encoded(prepared) or rfc8785.dumps(prepared)
 
 
 def sha256_prefixed(data: bytes) -> str:

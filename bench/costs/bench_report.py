@@ -7,7 +7,7 @@ Loads (once; skipped when the tenant already holds the records) 45 days of recor
 tenant, generated inside PostgreSQL with the table's indexes dropped and built again after
 (`load`: ~2.5 minutes for 10 M rows, against ~25 for a COPY streamed from Python into the
 indexed table), builds the daily, hourly and tag rollups from them in SQL
-(`costs.rollups.rebuild_rollups`, as the repair job does), runs VACUUM ANALYZE, then times
+(`costs.rollups.repair_rollups`, as the repair job does), runs VACUUM ANALYZE, then times
 each report through the whole Django view stack (test client, JSON rendering included): one
 warm-up, then the median of `--runs`. Same secrets as bench_ingest.py (the same database).
 """
@@ -171,7 +171,7 @@ def main() -> None:
     if existing < args.records or args.rebuild_rollups:
         t = time.perf_counter()
         days = [END_DAY - timedelta(days=i) for i in range(1, DAYS + 1)]
-        rollups.rebuild_rollups(tenant_id=TENANT, days=days)
+        rollups.repair_rollups(tenant_id=TENANT, days=days)
         info["rollup_build_seconds"] = round(time.perf_counter() - t, 1)
     models = (CostRecord, CostDailyRollup, CostHourlyRollup, CostTagRollup)
     with connection.cursor() as cur:

@@ -117,7 +117,7 @@ def test_refresh_rebuilds_a_day_that_drifted_in_every_rollup(frozen):
     assert from_rollups() == expected
     # Every day of a tenant, when no days are given.
     CostTagRollup.objects.all().delete()
-    assert rollups.rebuild_rollups(tenant_id="t-acme") == 2
+    assert rollups.repair_rollups(tenant_id="t-acme") == 2
     assert from_rollups() == expected
 
 

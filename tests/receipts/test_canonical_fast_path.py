@@ -8,7 +8,7 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from receipts.canonical import _for_jcs, canonical_bytes, to_jsonable
+from receipts.canonical import _c_encoded, _for_jcs, canonical_bytes, to_jsonable
 
 SAFE = 2**53 - 1
 
@@ -81,3 +81,46 @@ def test_a_receipt_shaped_value_takes_the_fast_path_and_matches(monkeypatch):
     monkeypatch.setattr("receipts.canonical.rfc8785.dumps", slow_path)
     assert canonical_bytes(value) == expected
     assert json.loads(expected) == value
+
+
+#: What the service signs: objects with any unicode keys, strings, safe integers, decimals
+#: (to_jsonable makes them decimal strings), booleans and null, nested.
+service_text = st.text(st.one_of(st.characters(codec="utf-8"), corner_chars, st.just("\udc00")))
+service_values = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-SAFE, SAFE),
+        service_text,
+        st.decimals(min_value=-(10**20), max_value=10**20, allow_nan=False, allow_infinity=False),
+    ),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(service_text, inner, max_size=5)
+    ),
+    max_leaves=25,
+)
+
+
+def high_or_surrogate(value):
+    """Whether a key has a code point from U+D800 on, or any text a lone surrogate: the
+    cases the C encoder hands to rfc8785."""
+    if isinstance(value, dict):
+        return any(k and max(k) >= "\ud800" for k in value) or any(
+            high_or_surrogate(v) for v in value.values()
+        )
+    if isinstance(value, list):
+        return any(high_or_surrogate(v) for v in value)
+    return isinstance(value, str) and any("\ud800" <= c <= "\udfff" for c in value)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(service_values)
+def test_the_c_encoder_path_equals_rfc8785_on_what_the_service_signs(raw):
+    value = to_jsonable(raw)
+    fast = _c_encoded(value)
+    # The fast path is taken for everything but keys past U+D7FF and lone surrogates...
+    assert (fast is None) == high_or_surrogate(value)
+    # ...where it writes rfc8785's bytes, and canonical_bytes does in every case.
+    if fast is not None:
+        assert fast == rfc8785.dumps(value)
+    assert ours(value) == reference(value)
