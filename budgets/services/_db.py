@@ -17,18 +17,17 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from django.db import DatabaseError, connection, transaction
-from django.db.models import BooleanField, QuerySet
+from django.db.models import BooleanField, Model, QuerySet
 from django.db.models.expressions import RawSQL
 
 from budgets.exceptions import BudgetBusy
-from budgets.models import BudgetPeriod, Reservation
+from budgets.models import BudgetPeriod
 
 logger = logging.getLogger(__name__)
 
@@ -151,13 +150,13 @@ def _pending(changes: Iterable[CounterChange]) -> list[CounterChange]:
 
 
 def _update_sql(todo: list[CounterChange]) -> tuple[str, list[object]]:
-    table = BudgetPeriod._meta.db_table
-    values = ", ".join(
-        ["(%s::uuid, %s::numeric, %s::numeric, %s::integer, %s::boolean)"] * len(todo)
-    )
     params: list[object] = []
+    values = ", ".join(
+        f"(%s::uuid, %s::numeric, %s::numeric, %s::integer, {_LITERALS[c.guard]})" for c in todo
+    )
     for c in todo:
-        params += [c.period.pk, c.spent_delta, c.reserved_delta, c.signal_bits, c.guard]
+        params += [c.period.pk, c.spent_delta, c.reserved_delta, c.signal_bits]
+    table = BudgetPeriod._meta.db_table
     sql = (
         f"UPDATE {table} AS p SET spent_amount = p.spent_amount + v.ds, "  # noqa: S608
         "reserved_amount = p.reserved_amount + v.dr, signals = p.signals | v.sig "
@@ -166,6 +165,19 @@ def _update_sql(todo: list[CounterChange]) -> tuple[str, list[object]]:
         "OR p.spent_amount + p.reserved_amount + v.ds + v.dr <= p.budget_amount)"
     )
     return sql, params
+
+
+#: Values written into the text as they are: a fixed set of spellings, so a statement has few
+#: texts. psycopg converts a statement of at most 50 parameters once and keeps it; one of more
+#: is converted again (a regular expression over the whole text) on every execution.
+_LITERALS = {None: "NULL", True: "true", False: "false"}
+
+
+def _placeholder(value: object, params: list[object]) -> str:
+    if value is None or value is True or value is False:
+        return _LITERALS[value]
+    params.append(value)
+    return "%s"
 
 
 def _applied(todo: list[CounterChange]) -> None:
@@ -209,78 +221,23 @@ def apply_counter_changes(changes: Iterable[CounterChange]) -> None:
     transaction.on_commit(clear_throttle_cache)
 
 
-#: Every column of a reservation (none is a foreign key, so column = attribute name).
-RES_COLUMNS = tuple(f.column for f in Reservation._meta.concrete_fields)
-LINE_COLUMNS = ("id", "tenant_id", "reservation_id", "budget_id", "period_id", "amount", "active")
+def _insert_sql(objects: list[Model], params: list[object]) -> str:
+    """INSERT of unsaved rows of one model, every column as it is (no JSON columns); NULL,
+    true and false are written as literals (`_placeholder`)."""
+    meta = objects[0]._meta
+    fields = meta.concrete_fields
+    rows = ", ".join(
+        "(" + ", ".join(_placeholder(getattr(obj, f.attname), params) for f in fields) + ")"
+        for obj in objects
+    )
+    columns = ", ".join(f.column for f in fields)
+    return f"INSERT INTO {meta.db_table} ({columns}) VALUES {rows}"  # noqa: S608
 
 
-def _values(objects: list[Any], columns: tuple[str, ...], params: list[object]) -> str:
-    row = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    for obj in objects:
-        params += [getattr(obj, c) for c in columns]
-    return ", ".join([row] * len(objects))
-
-
-def _holds_ctes(reservations: list[Any], lines: list[Any], params: list[object]) -> list[str]:
-    """The data-modifying CTEs that insert reservations and their hold lines (the foreign keys
-    are checked at the end of the statement)."""
-    res_table = reservations[0]._meta.db_table
-    ctes = [
-        f"r AS (INSERT INTO {res_table} ({', '.join(RES_COLUMNS)}) "  # noqa: S608
-        f"VALUES {_values(reservations, RES_COLUMNS, params)})"
-    ]
-    if lines:
-        line_table = lines[0]._meta.db_table
-        ctes.append(
-            f"l AS (INSERT INTO {line_table} ({', '.join(LINE_COLUMNS)}) "  # noqa: S608
-            f"VALUES {_values(lines, LINE_COLUMNS, params)})"
-        )
-    return ctes
-
-
-def insert_holds(reservations: list[Any], lines: list[Any]) -> None:
-    """Reservations and their hold lines; on PostgreSQL in one statement (a data-modifying
-    CTE: the foreign keys are checked at the end of the statement)."""
-    if not reservations:
-        return
-    if connection.vendor != "postgresql":
-        type(reservations[0]).objects.bulk_create(reservations)
-        if lines:
-            type(lines[0]).objects.bulk_create(lines)
-        return
-    params: list[object] = []
-    sql = "WITH " + ", ".join(_holds_ctes(reservations, lines, params)) + " SELECT 1"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-
-
-class DeferredInserts:
-    """Plain INSERTs into one table that the ORM would run now (an `execute_wrapper`): kept
-    instead, to be sent with the next write (`hold(..., then=...)`). Anything else — a SELECT,
-    an INSERT with RETURNING, an executemany — runs as usual."""
-
-    def __init__(self, table: str) -> None:
-        self.prefix = f'INSERT INTO "{table}" '
-        self.statements: list[tuple[str, list[object]]] = []
-
-    def __call__(self, execute: Callable[..., Any], sql: str, params: Any, many: bool, ctx: Any):
-        if not many and sql.startswith(self.prefix) and "RETURNING" not in sql.upper():
-            self.statements.append((sql, list(params or ())))
-            return None
-        return execute(sql, params, many, ctx)
-
-
-@contextmanager
-def deferred_inserts(table: str) -> Iterator[DeferredInserts]:
-    """Keep the plain INSERTs into `table` made inside the block (PostgreSQL; elsewhere they
-    run at once). The caller must pass the result to `hold(..., then=...)` in the same
-    transaction: `hold` raises if it is not given them."""
-    sink = DeferredInserts(table)
-    if connection.vendor != "postgresql":
-        yield sink
-        return
-    with connection.execute_wrapper(sink):
-        yield sink
+def _insert_ctes(groups: list[list[Model]], params: list[object]) -> list[str]:
+    """Data-modifying CTEs inserting each non-empty group of rows (the foreign keys are
+    checked at the end of the statement)."""
+    return [f"i{n} AS ({_insert_sql(rows, params)})" for n, rows in enumerate(groups) if rows]
 
 
 def hold(
@@ -289,25 +246,25 @@ def hold(
     lines: list[Any],
     *,
     fingerprint: tuple[str, list[object]] | None = None,
-    then: DeferredInserts | None = None,
+    also: Sequence[Model] = (),
 ) -> str | None:
-    """A check's whole write: the counter changes (`apply_counter_changes`) and the
-    reservations with their hold lines (`insert_holds`). On PostgreSQL one statement: the
-    guarded relative UPDATE and the INSERTs as data-modifying CTEs, answering how many rows the
-    UPDATE changed; anything but all of them is `Retry` (the INSERTs roll back with it).
+    """A check's whole write: the counter changes (`apply_counter_changes`), the reservations
+    with their hold lines, and the unsaved rows of `also` (of one model: the check's signed
+    receipt), inserted as they are. On PostgreSQL one statement: the guarded relative UPDATE
+    and the INSERTs as data-modifying CTEs, answering how many rows the UPDATE changed;
+    anything but all of them is `Retry` (the INSERTs roll back with it).
 
     `fingerprint` (PostgreSQL): the scalar subquery of `_applicable.fingerprint_sql`, evaluated
     by this statement too. Its snapshot is taken after this transaction holds its row locks, so
     it sees every budget change committed before: the caller compares it with the definitions
-    it decided with. Returns it (None without `fingerprint`).
-
-    `then`: statements kept by `deferred_inserts` (the check's receipt), sent in the same
-    round trip after this one; an error in them rolls back the whole transaction as usual."""
+    it decided with. Returns it (None without `fingerprint`)."""
     if connection.vendor != "postgresql" or not reservations:
-        if then is not None and then.statements:
-            raise RuntimeError("deferred statements without a PostgreSQL write to carry them")
         apply_counter_changes(changes)
-        insert_holds(reservations, lines)
+        for rows in (reservations, lines):
+            if rows:
+                type(rows[0]).objects.bulk_create(rows)
+        for row in also:
+            row.save(force_insert=True)
         return None
     from budgets.selectors import clear_throttle_cache
 
@@ -318,21 +275,15 @@ def hold(
         update_sql, update_params = _update_sql(todo)
         ctes.append(f"u AS ({update_sql} RETURNING p.id)")
         params += update_params
-    ctes += _holds_ctes(reservations, lines, params)
+    ctes += _insert_ctes([reservations, lines, list(also)], params)
     answer = "(SELECT count(*) FROM u)" if todo else "0"
     if fingerprint is not None:
         answer += f", {fingerprint[0]}"
         params += fingerprint[1]
     else:
         answer += ", NULL"
-    sql = f"WITH {', '.join(ctes)} SELECT {answer}"
-    for statement, statement_params in then.statements if then is not None else ():
-        # Several statements in one simple-protocol query (Django's client-side binding):
-        # one round trip; the first statement's row is the cursor's first result.
-        sql += "; " + statement
-        params += statement_params
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+        cursor.execute(f"WITH {', '.join(ctes)} SELECT {answer}", params)
         updated, seen = cursor.fetchone()
     if updated != len(todo):
         logger.error("budget.guard_refused", extra={"rows": len(todo), "updated": updated})

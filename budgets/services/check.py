@@ -9,8 +9,8 @@ Flow of a check (a batch is the same with several items, all-or-nothing):
    evaluate every item against the locked values with a running tally (hard_stop → escalate →
    throttle/soft_limit), then either hold everything or hold nothing (pending approvals for
    escalations). Holding: approvals consumed, the answer and its signed receipt built, then
-   one statement (guarded UPDATE, reservations, hold lines, the definitions' fingerprint
-   again, and the receipt's INSERT in the same round trip), then threshold crossings. Every
+   one statement (guarded UPDATE, reservations, hold lines and the receipt as CTEs, the
+   definitions' fingerprint again), then threshold crossings. Every
    write of the check is in this transaction. docs/budgets-performance.md tells why.
 """
 
@@ -45,7 +45,7 @@ from budgets.models import (
 )
 from budgets.periods import Period
 from budgets.services import _applicable
-from budgets.services._db import CounterChange, Retry, deferred_inserts, hold
+from budgets.services._db import CounterChange, Retry, hold
 from budgets.services._db import atomic_with_retry as _atomic_with_retry
 from budgets.services._periods import period_of, rows_for_keys, rows_with_fingerprint
 from budgets.services.holds import expire_overdue
@@ -337,22 +337,20 @@ def _decide(
             plan = _plan_holds(tenant_id, evals, principal, at)
         else:
             _request_approvals(tenant_id, evals, principal, at)
+    answer, receipt = _answer(
+        tenant_id, evals, principal, at, admitted=admitted, dry_run=dry_run, batch=batch
+    )
     if plan is None:
-        return _answer(
-            tenant_id, evals, principal, at, admitted=admitted, dry_run=dry_run, batch=batch
-        )
-    # The receipt is built and signed first; its INSERT travels with the holds' statement,
-    # so the locked rows wait for one round trip less.
-    with deferred_inserts(_receipt_table()) as receipt_statements:
-        answer = _answer(
-            tenant_id, evals, principal, at, admitted=admitted, dry_run=dry_run, batch=batch
-        )
+        receipt.save(force_insert=True)
+        return answer
+    # The receipt is built and signed first and inserted by the holds' statement, so the
+    # locked rows wait for one round trip and no ORM save.
     seen = hold(
         plan.changes.values(),
         plan.reservations,
         plan.lines,
         fingerprint=fingerprint,
-        then=receipt_statements,
+        also=[receipt],
     )
     if fingerprint is not None and seen != expected:
         # A budget changed while this check waited for its row locks (the write's snapshot is
@@ -361,12 +359,6 @@ def _decide(
     emit_crossings(plan.crossings, at=at)
     HOLDS.labels("created").inc(len(plan.reservations))
     return answer
-
-
-def _receipt_table() -> str:
-    from django.apps import apps
-
-    return apps.get_model("receipts", "Receipt")._meta.db_table
 
 
 def _reset(ev: ItemEval) -> None:
@@ -548,8 +540,8 @@ def _plan_holds(
                 HoldLine(
                     tenant_id=tenant_id,
                     reservation_id=reservation_id,
-                    budget=line.budget,
-                    period=line.row,
+                    budget_id=line.budget.pk,
+                    period_id=line.row.pk,
                     amount=line.cost,
                 )
             )
@@ -653,9 +645,10 @@ def _answer(
     admitted: bool,
     dry_run: bool,
     batch: bool,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], Any]:
+    """The answer and its signed receipt, not stored yet (the caller writes it)."""
     from receipts.canonical import canonical_bytes, to_jsonable
-    from receipts.services import emit_receipt
+    from receipts.services import ReceiptDraft, sign_receipt
 
     results = []
     for ev in evals:
@@ -713,24 +706,26 @@ def _answer(
             for view in result["applied_budgets"]
         ]
         rationale = ev.message
-    receipt = emit_receipt(
-        tenant_id=tenant_id,
-        gate_id="budget-check",
-        inputs=inputs,
-        result=receipt_result,
-        decision_status=status,
-        rationale=rationale,
-        badges=badges,
-        policy_version_ids=versions,
-        actor=principal.actor,
-        degraded=False,
-        timestamp_utc=at,
+    receipt = sign_receipt(
+        ReceiptDraft(
+            tenant_id=tenant_id,
+            gate_id="budget-check",
+            inputs=inputs,
+            result=receipt_result,
+            decision_status=status,
+            rationale=rationale,
+            badges=badges,
+            policy_version_ids=versions,
+            actor=principal.actor,
+            degraded=False,
+            timestamp_utc=at,
+        )
     )
     correlation_id = current_correlation_id()
     for result in results:
         result["receipt_id"] = receipt.receipt_id
         result["correlation_id"] = correlation_id
-    return {"allowed": admitted, "results": results, "receipt_id": receipt.receipt_id}
+    return {"allowed": admitted, "results": results, "receipt_id": receipt.receipt_id}, receipt
 
 
 def _outcome_label(ev: ItemEval) -> str:

@@ -142,12 +142,12 @@ def test_a_cached_allowed_check_is_two_statements_between_begin_and_commit(froze
     assert answer["allowed"] is True
     logged = [q["sql"] for q in captured.captured_queries]
     assert logged[0] == "BEGIN" and logged[-1] == "COMMIT"
-    # The locking SELECT (with the fingerprint), then one query: the UPDATE, the reservation,
-    # its hold lines and the fingerprint again as CTEs, followed by the receipt's INSERT.
+    # The locking SELECT (with the fingerprint), then one statement: the UPDATE, the
+    # reservation, its hold lines, the receipt and the fingerprint again as CTEs.
     assert len(sent) == 2, sent
     assert sent[0].startswith("SELECT") and "FOR UPDATE OF p" in sent[0]
     assert sent[1].startswith("WITH u AS (UPDATE")
-    assert '; INSERT INTO "receipts_receipt" ' in sent[1]
+    assert "AS (INSERT INTO receipts_receipt " in sent[1] and ";" not in sent[1]
     receipt = Receipt.objects.get(receipt_id=answer["receipt_id"])
     assert receipt.as_dict()["result"]["reservation_id"] == str(answer["reservation_id"])
 
