@@ -8,6 +8,7 @@ the receipt commits or rolls back with the change it describes.
 """
 
 import logging
+import operator
 import re
 import threading
 import uuid
@@ -18,7 +19,7 @@ from typing import Any
 
 import rfc8785
 from cryptography.exceptions import InvalidSignature
-from django.db import transaction
+from django.db import IntegrityError, connections, transaction
 
 from budgeting_site.platform import clock
 from budgeting_site.platform.instance import INSTANCE_ID
@@ -170,15 +171,21 @@ def emit_receipt(
         receipt_id=receipt_id,
         timestamp_utc=timestamp_utc,
     )
-    receipt = _build(draft, keys.active_signer())
+    receipt = sign_receipt(draft)
     receipt.save(force_insert=True)
     return receipt
+
+
+def sign_receipt(draft: ReceiptDraft) -> Receipt:
+    """The signed receipt of `draft`, not stored: for a caller that writes it itself in its
+    own transaction (the budget check inserts it in the statement of its holds)."""
+    return _build(draft, keys.active_signer())
 
 
 def emit_receipts_bulk(
     drafts: Iterable[ReceiptDraft], *, skip_existing: bool = False, batch_size: int = 500
 ) -> list[Receipt]:
-    """Sign and store many receipts with one key lookup and batched inserts.
+    """Sign and store many receipts with one key lookup and one COPY (`_insert`).
 
     `skip_existing=True` leaves out drafts whose `receipt_id` is already stored (a drain that
     runs twice, or two drains of the same entries at once): those already committed are not
@@ -197,9 +204,75 @@ def emit_receipts_bulk(
         drafts = [d for d in drafts if d.receipt_id not in existing]
     signer = keys.active_signer()
     receipts = [_build(d, signer) for d in drafts]
-    with transaction.atomic():
-        Receipt.objects.bulk_create(receipts, batch_size=batch_size, ignore_conflicts=skip_existing)
+    if receipts:
+        _insert(receipts, batch_size=batch_size, ignore_conflicts=skip_existing)
     return receipts
+
+
+#: What `_insert` writes of a receipt: every column, and the values in that order.
+_FIELDS = Receipt._meta.concrete_fields
+_COLUMNS = tuple(f.column for f in _FIELDS)
+_values = operator.attrgetter(*(f.attname for f in _FIELDS))
+
+
+def _insert(receipts: list[Receipt], *, batch_size: int, ignore_conflicts: bool) -> None:
+    """Store the rows as `bulk_create` would, at a fraction of its client CPU.
+
+    `bulk_create` sends PostgreSQL one array per column (UNNEST), and the client-side quoting
+    of the canonical texts in those arrays (a regex substitution per quote character) was most
+    of a drain's CPU. PostgreSQL gets a COPY instead (the rows in C, ~1.5 µs each); a COPY
+    that meets a stored id (another drain committed it meanwhile) writes nothing and the rows
+    go again as `INSERT ... ON CONFLICT DO NOTHING`, as they do on any other database.
+    """
+    connection = connections[Receipt.objects.db]
+    with transaction.atomic(using=connection.alias):
+        if connection.vendor == "postgresql" and _copy(connection, receipts, ignore_conflicts):
+            return
+        _insert_values(connection, receipts, batch_size, ignore_conflicts)
+
+
+def _copy(connection: Any, receipts: list[Receipt], ignore_conflicts: bool) -> bool:
+    """COPY the rows (PostgreSQL); False, with nothing written, when one is already stored."""
+    quote = connection.ops.quote_name
+    sql = "COPY {} ({}) FROM STDIN".format(
+        quote(Receipt._meta.db_table), ", ".join(quote(c) for c in _COLUMNS)
+    )
+    try:
+        with (
+            transaction.atomic(using=connection.alias),
+            connection.cursor() as cursor,
+            connection.wrap_database_errors,
+            cursor.copy(sql) as copy,
+        ):
+            for r in receipts:
+                copy.write_row(_values(r))
+    except IntegrityError:
+        if not ignore_conflicts:
+            raise
+        return False
+    return True
+
+
+def _insert_values(
+    connection: Any, receipts: list[Receipt], batch_size: int, ignore_conflicts: bool
+) -> None:
+    """Multi-row `INSERT ... VALUES` through the cursor, values converted by their fields."""
+    ops = connection.ops
+    size = max(1, min(batch_size, ops.bulk_batch_size(_FIELDS, receipts)))
+    head = "INSERT INTO {} ({}) VALUES ".format(  # noqa: S608  (names of this model)
+        ops.quote_name(Receipt._meta.db_table), ", ".join(ops.quote_name(c) for c in _COLUMNS)
+    )
+    row = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
+    tail = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+    with connection.cursor() as cursor:
+        for start in range(0, len(receipts), size):
+            chunk = receipts[start : start + size]
+            params = [
+                field.get_db_prep_save(value, connection)
+                for r in chunk
+                for field, value in zip(_FIELDS, _values(r), strict=True)
+            ]
+            cursor.execute(head + ", ".join([row] * len(chunk)) + tail, params)
 
 
 # --- Verification ---------------------------------------------------------------------------

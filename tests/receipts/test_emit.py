@@ -6,8 +6,10 @@ from uuid import UUID, uuid4
 import pytest
 import rfc8785
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
+from receipts import keys
+from receipts import services as receipt_services
 from receipts.models import Receipt, SigningKey
 from receipts.services import (
     ReceiptDraft,
@@ -15,11 +17,26 @@ from receipts.services import (
     emit_receipts_bulk,
     system_actor,
     verify_receipt_object,
+    verify_stored,
 )
 
 
 def _b64url_decode(text):
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _drafts(count):
+    return [
+        ReceiptDraft(
+            tenant_id="t-acme",
+            gate_id="rate-limit-check",
+            inputs={"i": i},
+            result={"allowed": True},
+            decision_status="pass",
+            receipt_id=uuid4(),
+        )
+        for i in range(count)
+    ]
 
 
 def _emit(**overrides):
@@ -88,17 +105,7 @@ def test_emitted_receipt_is_canonical_signed_and_normalised():
 
 @pytest.mark.django_db
 def test_bulk_receipts_share_one_key_and_monotonic_time_never_decreases():
-    drafts = [
-        ReceiptDraft(
-            tenant_id="t-acme",
-            gate_id="rate-limit-check",
-            inputs={"i": i},
-            result={"allowed": True},
-            decision_status="pass",
-            receipt_id=uuid4(),
-        )
-        for i in range(5)
-    ]
+    drafts = _drafts(5)
     made = emit_receipts_bulk(drafts)
     assert Receipt.objects.count() == 5
     assert len({r.kid for r in made}) == 1
@@ -123,3 +130,25 @@ def test_unknown_gate_or_status_is_a_programming_error():
     with pytest.raises(ValueError):
         _emit(decision_status="allowed")
     assert Receipt.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_bulk_insert_leaves_a_receipt_another_writer_stored_after_the_look():
+    """Two drains at once: the other one commits an id between this one's look and insert."""
+    drafts = _drafts(3)
+    (first,) = emit_receipts_bulk(drafts[:1])
+    rows = [receipt_services._build(d, keys.active_signer()) for d in drafts]
+    receipt_services._insert(rows, batch_size=500, ignore_conflicts=True)
+    assert Receipt.objects.count() == 3
+    assert Receipt.objects.get(pk=first.receipt_id).canonical == first.canonical
+    for row in rows[1:]:
+        stored = Receipt.objects.get(pk=row.receipt_id)
+        assert (stored.canonical, stored.signature, stored.timestamp_utc) == (
+            row.canonical,
+            row.signature,
+            row.timestamp_utc,
+        )
+        assert verify_stored(stored).valid
+    with pytest.raises(IntegrityError), transaction.atomic():
+        receipt_services._insert(rows[:1], batch_size=500, ignore_conflicts=False)
+    assert Receipt.objects.count() == 3

@@ -54,6 +54,17 @@ redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return v
 """
 
+#: XRANGE as one string: entries joined by \x1e, an entry's id, field names and values by \x1f.
+#: One bulk reply instead of ten per entry (less than half the drain's decoding); neither separator
+#: occurs in an entry (ids, digits, a UUID, JSON written with ASCII escapes by the check).
+_READ_RECEIPTS = """
+local out = {}
+for i, entry in ipairs(redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', ARGV[1])) do
+  out[i] = entry[1] .. '\\31' .. table.concat(entry[2], '\\31')
+end
+return table.concat(out, '\\30')
+"""
+
 _ESCAPES = {ord("{"): "%7B", ord("}"): "%7D", ord("%"): "%25"}
 
 
@@ -418,17 +429,20 @@ class RedisStore(Store):
         return sorted(found)
 
     def read_receipts(self, tenant: str, count: int = 500) -> list[StoredReceipt]:
-        entries: Any = self.admin().xrange(self.tenant_prefix(tenant) + "receipts", count=count)
+        stream = self.tenant_prefix(tenant) + "receipts"
+        blob: Any = self.admin().eval(_READ_RECEIPTS, 1, stream, count)
         out = []
-        for entry_id, fields in entries:
+        for text in blob.decode().split("\x1e") if blob else ():
+            entry_id, *pairs = text.split("\x1f")
+            fields = dict(zip(pairs[::2], pairs[1::2], strict=True))
             out.append(
                 StoredReceipt(
-                    entry_id=_text(entry_id),
+                    entry_id=entry_id,
                     tenant=tenant,
-                    receipt_id=_text(fields[b"rid"]),
-                    facts=_text(fields[b"facts"]),
-                    result=_text(fields[b"result"]),
-                    timestamp_ms=int(fields[b"ts"]),
+                    receipt_id=fields["rid"],
+                    facts=fields["facts"],
+                    result=fields["result"],
+                    timestamp_ms=int(fields["ts"]),
                 )
             )
         return out
