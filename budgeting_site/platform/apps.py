@@ -8,6 +8,6 @@ class PlatformConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from budgeting_site.platform import health, metrics, schema  # noqa: F401 - registers
+        from budgeting_site.platform import checks, health, metrics, schema  # noqa: F401 - registers
 
         health.register_builtin_checks()
