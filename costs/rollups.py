@@ -1,5 +1,5 @@
 """The rollups of counted cost: daily, hourly and per tag, kept current on every write (in
-the writer's transaction) and rebuilt from the raw table by the repair job.
+the writer's transaction) and corrected from the raw table by the repair job.
 
 - daily: per tenant, UTC day and dimension tuple;
 - hourly: the same per UTC hour (reports read it for the whole hours of a partial day);
@@ -9,6 +9,7 @@ the writer's transaction) and rebuilt from the raw table by the repair job.
 A write adds signed deltas, pre-aggregated in Python: one statement per rollup table.
 """
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -21,6 +22,7 @@ from budgeting_site.platform import clock
 from budgeting_site.platform.money import WIDE_PRECISION
 from costs.models import (
     DIMENSIONS,
+    ROLLUP_KEY,
     CostDailyRollup,
     CostHourlyRollup,
     CostRecord,
@@ -65,6 +67,9 @@ ROLLUPS = (DAILY, HOURLY, TAGS)
 
 Deltas = dict[Rollup, dict[tuple[Any, ...], list[Any]]]
 
+#: A record row's dimension tuple, in the order of the rollups' keys.
+_rollup_key = operator.itemgetter(*ROLLUP_KEY)
+
 
 def _add(into: dict[tuple[Any, ...], list[Any]], key: tuple[Any, ...], values: list[Any]) -> None:
     entry = into.get(key)
@@ -84,14 +89,7 @@ def rollup_deltas(rows: Sequence[dict[str, Any]], sign: int = 1) -> Deltas:
     for row in rows:
         ts: datetime = row["timestamp"].astimezone(UTC)
         day = ts.date()
-        dims = (
-            row["resource_type"],
-            row["service_name"],
-            row["region"],
-            row["attributed_to_type"],
-            row["attributed_to_id"],
-            row["currency"],
-        )
+        dims = _rollup_key(row)
         usage = row["usage_quantity"]
         values = [
             row["cost_amount"] if sign > 0 else -row["cost_amount"],
