@@ -153,6 +153,59 @@ def _apply(rollup: Rollup, entries: dict[tuple[Any, ...], list[Any]]) -> None:
             row.save(update_fields=["total_cost", "total_usage", "record_count"])
 
 
+#: A record's period in each rollup, in SQL (the record aliased `r`).
+_PERIOD_SQL = {
+    DAILY: "(r.timestamp AT TIME ZONE 'UTC')::date",
+    HOURLY: "date_trunc('hour', r.timestamp, 'UTC')",
+    TAGS: "(r.timestamp AT TIME ZONE 'UTC')::date",
+}
+
+
+def _sums_sql(rollup: Rollup, relation: str, where: str) -> str:
+    """PostgreSQL: per key of `rollup`, the sums of the counted records of `relation` (aliased
+    `r`) that match `where` — what `rollup_deltas` computes in Python, as one GROUP BY."""
+    dims = ", ".join(f"r.{d}" for d in (*DIMENSIONS, "currency"))
+    sums = (
+        "SUM(r.cost_amount) AS total_cost, COALESCE(SUM(r.usage_quantity), 0) AS total_usage, "
+        "COUNT(*) AS record_count"
+    )
+    period = f"{_PERIOD_SQL[rollup]} AS {rollup.key[2] if rollup is TAGS else rollup.key[1]}"
+    if rollup is TAGS:
+        return (
+            f"SELECT r.tenant_id, t.key AS tag_key, {period}, "  # noqa: S608  (constants)
+            f"t.value #>> '{{}}' AS tag_value, {dims}, {sums} "
+            f"FROM {relation} r CROSS JOIN LATERAL jsonb_each(r.tags) t "
+            f"WHERE r.counted AND {where} AND jsonb_typeof(t.value) = 'string' "
+            f"GROUP BY r.tenant_id, t.key, 3, tag_value, {dims}"
+        )
+    return (
+        f"SELECT r.tenant_id, {period}, {dims}, {sums} FROM {relation} r "  # noqa: S608
+        f"WHERE r.counted AND {where} GROUP BY r.tenant_id, 2, {dims}"
+    )
+
+
+def _lock_order(rollup: Rollup) -> str:
+    """The writers' order of a rollup's keys (Python's: text by code point)."""
+    return ", ".join(
+        f'{c} COLLATE "C"' if t == "text" else c
+        for c, t in zip(rollup.key, rollup.types, strict=True)
+    )
+
+
+def add_rows_of(relation: str) -> None:
+    """PostgreSQL: add every counted record of `relation` (a staging table holding just the
+    records this transaction inserted) to the rollups, summed in SQL: one statement per table,
+    keys locked in the writers' order. The lean batch path's form of
+    `apply_rollup_deltas(rollup_deltas(rows))`: no per-key parameters to send."""
+    with connection.cursor() as cursor:
+        for rollup in ROLLUPS:
+            source = (
+                f"SELECT * FROM ({_sums_sql(rollup, relation, 'TRUE')}) s "  # noqa: S608
+                f"ORDER BY {_lock_order(rollup)}"
+            )
+            cursor.execute(_upsert_sql(rollup, source))
+
+
 # --- Repair ---------------------------------------------------------------------------------
 
 
@@ -228,64 +281,31 @@ def _repair_day_sql(day: date, start: datetime, end: datetime, tenant_id: str | 
     on the join's output (no index has that order), so it is a Sort of the whole result: the
     upsert starts only once the summing is done.
     """
-    records = CostRecord._meta.db_table
-    dims = ", ".join(f"r.{d}" for d in (*DIMENSIONS, "currency"))
-    where = "r.counted AND r.timestamp >= %s AND r.timestamp < %s"
+    where = "r.timestamp >= %s AND r.timestamp < %s"
     bounds: list[Any] = [start, end]
     stored_tenant = ""
     if tenant_id is not None:
         where += " AND r.tenant_id = %s"
         stored_tenant = " AND tenant_id = %s"
         bounds.append(tenant_id)
-    sums = (
-        "SUM(r.cost_amount) AS total_cost, COALESCE(SUM(r.usage_quantity), 0) AS total_usage, "
-        "COUNT(*) AS record_count"
-    )
-    statements: list[tuple[Rollup, str, list[Any], str, list[Any]]] = [
-        (
-            DAILY,
-            f"SELECT r.tenant_id, %s::date AS day, {dims}, {sums} FROM {records} r "  # noqa: S608
-            f"WHERE {where} GROUP BY r.tenant_id, {dims}",
-            [day, *bounds],
-            "day = %s",
-            [day],
-        ),
-        (
-            HOURLY,
-            f"SELECT r.tenant_id, date_trunc('hour', r.timestamp, 'UTC') AS hour, {dims}, "  # noqa: S608
-            f"{sums} FROM {records} r WHERE {where} GROUP BY r.tenant_id, hour, {dims}",
-            bounds,
-            "hour >= %s AND hour < %s",
-            [start, end],
-        ),
-        (
-            TAGS,
-            f"SELECT r.tenant_id, t.key AS tag_key, %s::date AS day, "  # noqa: S608
-            f"t.value #>> '{{}}' AS tag_value, {dims}, {sums} "
-            f"FROM {records} r CROSS JOIN LATERAL jsonb_each(r.tags) t "
-            f"WHERE {where} AND jsonb_typeof(t.value) = 'string' "
-            f"GROUP BY r.tenant_id, t.key, tag_value, {dims}",
-            [day, *bounds],
-            "day = %s",
-            [day],
-        ),
-    ]
+    stored_where: dict[Rollup, tuple[str, list[Any]]] = {
+        DAILY: ("day = %s", [day]),
+        HOURLY: ("hour >= %s AND hour < %s", [start, end]),
+        TAGS: ("day = %s", [day]),
+    }
     values = ("total_cost", "total_usage", "record_count")
     differ = " OR ".join(f"COALESCE(raw.{v}, 0) <> COALESCE(s.{v}, 0)" for v in values)
-    for rollup, raw, raw_params, stored_where, stored_params in statements:
+    for rollup in ROLLUPS:
         key = ", ".join(rollup.key)
-        order = ", ".join(
-            f'{c} COLLATE "C"' if t == "text" else c
-            for c, t in zip(rollup.key, rollup.types, strict=True)
-        )
         deltas = ", ".join(f"COALESCE(raw.{v}, 0) - COALESCE(s.{v}, 0)" for v in values)
+        stored, stored_params = stored_where[rollup]
         source = (
-            f"SELECT {key}, {deltas} FROM ({raw}) raw "  # noqa: S608  (constants of this module)
-            f"FULL JOIN (SELECT {key}, {', '.join(values)} FROM {rollup.table} "
-            f"WHERE {stored_where}{stored_tenant}) s USING ({key}) "
-            f"WHERE {differ} ORDER BY {order}"
+            f"SELECT {key}, {deltas} FROM ({_sums_sql(rollup, CostRecord._meta.db_table, where)}) "  # noqa: S608  (constants of this module)
+            f"raw FULL JOIN (SELECT {key}, {', '.join(values)} FROM {rollup.table} "
+            f"WHERE {stored}{stored_tenant}) s USING ({key}) "
+            f"WHERE {differ} ORDER BY {_lock_order(rollup)}"
         )
-        params = raw_params + stored_params + ([tenant_id] if tenant_id is not None else [])
+        params = bounds + stored_params + ([tenant_id] if tenant_id is not None else [])
         with transaction.atomic(), connection.cursor() as cursor:
             # A second repair waits here, then sums at a snapshot that sees this one's fix.
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [REPAIR_LOCK])

@@ -25,7 +25,7 @@ from budgeting_site.platform.errors import (
     ValidationFailed,
 )
 from budgeting_site.platform.metrics import DECISIONS
-from costs import budget_link
+from costs import budget_link, rollups
 from costs.exceptions import (
     AllocationInvalid,
     CostRecordNotFound,
@@ -255,7 +255,8 @@ def insert_new_records(tenant_id: str, rows: Sequence[dict[str, Any]]) -> set[st
     PostgreSQL: COPY into a temporary table, then one INSERT ... SELECT ... ON CONFLICT DO
     NOTHING RETURNING, in key order (concurrent writers of overlapping batches take the key
     locks in one order): a key another transaction is writing is waited for, then skipped.
-    Elsewhere: the keys in use (one query), then one multi-row INSERT."""
+    Elsewhere: the keys in use (one query), then one multi-row INSERT.
+    Until the transaction ends, `count_inserted` adds what was inserted to the rollups."""
     if not rows:
         return set()
     if connection.vendor == "postgresql":
@@ -272,11 +273,30 @@ def insert_new_records(tenant_id: str, rows: Sequence[dict[str, Any]]) -> set[st
                 "ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL "
                 "DO NOTHING RETURNING idempotency_key"
             )
-            return {key for (key,) in cursor.fetchall()}
+            inserted = {key for (key,) in cursor.fetchall()}
+            if len(inserted) < len(rows):
+                # The staging table keeps just what was inserted (`count_inserted` reads it).
+                cursor.execute(
+                    f"DELETE FROM {STAGING_TABLE} WHERE idempotency_key <> ALL(%s)",  # noqa: S608
+                    [list(inserted)],
+                )
+            return inserted
     used = keys_in_use(tenant_id, [r["idempotency_key"] for r in rows])
     new = [r for r in rows if r["idempotency_key"] not in used]
     insert_records(new)
     return {r["idempotency_key"] for r in new}
+
+
+def count_inserted(rows: Sequence[dict[str, Any]]) -> None:
+    """Add the rows `insert_new_records` inserted in this transaction to the rollups: on
+    PostgreSQL summed in SQL from its staging table, which holds just those rows (nothing
+    per key crosses the wire); elsewhere from `rows`."""
+    if not rows:
+        return
+    if connection.vendor == "postgresql":
+        rollups.add_rows_of(STAGING_TABLE)
+    else:
+        apply_rollup_deltas(rollup_deltas(rows))
 
 
 def keys_in_use(tenant_id: str, keys: list[str]) -> dict[str, uuid.UUID]:
@@ -634,7 +654,7 @@ def _record_batch_once(
         receipt_id=receipt_id,
         timestamp_utc=now,
     )
-    apply_rollup_deltas(rollup_deltas(created_rows))
+    count_inserted(created_rows)
     return BatchOutcome(
         batch_id=batch_id,
         receipt_id=receipt_id,

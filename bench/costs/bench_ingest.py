@@ -177,8 +177,7 @@ PHASES = (
     ("costs.services", "insert_new_records"),
     ("costs.services", "record_digest"),
     ("costs.services", "_emit_receipt"),
-    ("costs.services", "rollup_deltas"),
-    ("costs.services", "apply_rollup_deltas"),
+    ("costs.services", "count_inserted"),
     ("costs.budget_link", "apply_spending"),
 )
 

@@ -91,6 +91,42 @@ def test_rollups_follow_records_batches_reversals_and_allocations(frozen):
     assert from_rollups() == from_raw()
 
 
+def test_a_batch_adds_only_the_records_it_inserted(frozen):
+    """Keys used by an earlier batch, a key repeated in the batch and a failing item add
+    nothing (on PostgreSQL the rollups are summed from the batch's staging table, which must
+    then hold just the inserted rows)."""
+
+    def item(key, cost, hour, **extra):
+        return {
+            "idempotency_key": key,
+            "resource_type": "llm",
+            "cost_amount": cost,
+            "tags": {"env": "prod"},
+            "timestamp": f"2024-05-01T{hour:02d}:15:00Z",
+            **extra,
+        }
+
+    first = services.record_batch(
+        tenant_id="t-acme", items=[item("k1", "1.00", 1), item("k2", "2.00", 2)], actor=ACTOR
+    )
+    assert first.processed_count == 2
+    again = services.record_batch(
+        tenant_id="t-acme",
+        items=[
+            item("k2", "2.00", 2),
+            item("k3", "3.00", 3),
+            item("k3", "3.00", 3),
+            item("k4", "-1", 4),
+            item("k5", "5.00", 5, region="eu"),
+        ],
+        actor=ACTOR,
+    )
+    assert (again.processed_count, again.duplicate_count, again.failed_count) == (2, 2, 1)
+    assert from_rollups() == from_raw()
+    daily = CostDailyRollup.objects.get(tenant_id="t-acme", region="")
+    assert (daily.total_cost, daily.record_count) == (D("6.00"), 3)
+
+
 def test_refresh_rebuilds_a_day_that_drifted_in_every_rollup(frozen):
     record(cost_amount="5.00", timestamp="2024-05-15T01:00:00Z", tags={"env": "prod"})
     record(cost_amount="7.00", timestamp="2024-05-14T01:00:00Z", tags={"env": "dev"})
