@@ -257,6 +257,56 @@ class CostTagRollup(Rollup):
         return f"{self.tenant_id} {self.day} {self.tag_key}={self.tag_value}: {self.total_cost}"
 
 
+class TagSetRollup(models.Model):
+    """What the tag-set rollups keep: counted cost per tenant, period, set of tags (a
+    record's whole `tags` object) and currency, without the other dimensions. Queries that
+    involve tags but no other dimension (cost by team, by env and team, of `env=prod`) read
+    them: a handful of rows per period however many keys the query names."""
+
+    tenant_id = models.CharField(max_length=128)
+    #: 16 bytes of the sha256 of the tag set's canonical text (`costs.rollups.tag_set_text`):
+    #: the unique key (a whole tag set can be longer than an index entry may be).
+    tag_hash = models.UUIDField()
+    currency = models.CharField(max_length=3)
+    tags = models.JSONField(default=dict)
+    total_cost = models.DecimalField(max_digits=38, decimal_places=10, default=0)
+    total_usage = models.DecimalField(max_digits=38, decimal_places=10, default=0)
+    record_count = models.BigIntegerField(default=0)
+
+    class Meta:
+        abstract = True
+
+
+class CostTagSetDailyRollup(TagSetRollup):
+    day = models.DateField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=("tenant_id", "day", "tag_hash", "currency"),
+                name="costs_tagset_daily_unique_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.day} {self.tags}: {self.total_cost}"
+
+
+class CostTagSetHourlyRollup(TagSetRollup):
+    hour = models.DateTimeField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=("tenant_id", "hour", "tag_hash", "currency"),
+                name="costs_tagset_hourly_unique_key",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.tenant_id} {self.hour:%Y-%m-%dT%H} {self.tags}: {self.total_cost}"
+
+
 class CostAllocation(models.Model):
     """A shared cost spread over targets; its parts are cost records of kind `allocation`."""
 

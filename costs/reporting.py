@@ -9,9 +9,12 @@ with wide-precision multiplication (no rounding), then summed. To read few rows:
 - Inside a segment, whole UTC days come from the daily rollups, the whole hours of a partial
   day (a window or a segment that does not start or end at midnight) from the hourly
   rollups, and only the sub-hour edges from the raw table.
-- A grouping by one tag key, or a filter on one tag, reads the tag rollups for whole days
-  (records without the key: the daily rollup minus the tag rollup) and the raw table for
-  partial days. More than one tag key in a query reads the raw table.
+- A query on tags and no other dimension (grouped by or filtered on any number of tag keys,
+  and time) reads the tag-set rollups: daily for whole days, hourly for the whole hours of
+  partial days, the raw table for sub-hour edges.
+- A query on one tag key and other dimensions reads the tag rollups for whole days (records
+  without the key: the daily rollup minus the tag rollup) and the raw table for partial days.
+  More than one tag key together with other dimensions reads the raw table.
 
 So a rollup-based answer and a raw-table answer are the same numbers, not just close ones.
 On PostgreSQL the database sums (NUMERIC is exact); on SQLite, which stores decimals as REAL,
@@ -33,7 +36,14 @@ from django.db.models.functions import Cast, TruncDate
 
 from budgeting_site.platform.money import WIDE_PRECISION
 from costs.fx import FxTable
-from costs.models import CostDailyRollup, CostHourlyRollup, CostRecord, CostTagRollup
+from costs.models import (
+    CostDailyRollup,
+    CostHourlyRollup,
+    CostRecord,
+    CostTagRollup,
+    CostTagSetDailyRollup,
+    CostTagSetHourlyRollup,
+)
 from costs.rollups import DIMENSIONS as ROLLUP_DIMENSIONS
 from costs.rollups import WIDE
 
@@ -82,11 +92,13 @@ class CostQuery:
 
 @dataclass(frozen=True)
 class RollupPlan:
-    """Which rollups can answer a query: plain (no tag involved), or one tag key."""
+    """Which rollups can answer a query: plain (no tag involved), tag sets (tags and no other
+    dimension), or one tag key (with other dimensions)."""
 
     tag_key: str | None = None
     #: the one tag filter's value, when the query filters on the tag
     tag_value: str | None = None
+    tag_sets: bool = False
 
     @property
     def absent_group(self) -> bool:
@@ -95,10 +107,13 @@ class RollupPlan:
 
 
 def rollup_plan(query: CostQuery) -> RollupPlan | None:
-    """None when only the raw table can answer (tags of more than one key, two tag filters)."""
+    """None when only the raw table can answer (other dimensions together with tags of more
+    than one key or two tag filters)."""
     keys = {d[4:] for d in query.group_by if d.startswith("tag:")} | {k for k, _ in query.tags}
     if not keys:
         return RollupPlan()
+    if not query.filters and not any(d in ROLLUP_DIMENSIONS for d in query.group_by):
+        return RollupPlan(tag_sets=True)
     if len(keys) > 1 or len(query.tags) > 1:
         return None
     return RollupPlan(keys.pop(), query.tags[0][1] if query.tags else None)
@@ -147,7 +162,12 @@ def raw_queryset(query: CostQuery) -> QuerySet[CostRecord]:
     qs = CostRecord.objects.filter(tenant_id=query.tenant_id, counted=True)
     if query.filters:
         qs = qs.filter(**query.filters)
-    for i, (key, value) in enumerate(query.tags):
+    return _tag_filtered(qs, query.tags)
+
+
+def _tag_filtered(qs: QuerySet[Any], tags: Sequence[tuple[str, str]]) -> QuerySet[Any]:
+    """The rows of `qs` whose `tags` hold every (key, value) of `tags`."""
+    for i, (key, value) in enumerate(tags):
         # ->> on PostgreSQL, json_extract on SQLite; the key is passed safely either way.
         alias = f"tagfilter{i}"
         qs = qs.annotate(**{alias: Cast(KeyTextTransform(key, "tags"), TextField())}).filter(
@@ -273,26 +293,31 @@ def _tag_alias(dim: str) -> str:
 
 #: What each source calls its sums, and its UTC day.
 RAW, DAILY, HOURLY, TAGGED = "raw", "daily", "hourly", "tagged"
+TAG_SETS, TAG_SETS_HOURLY = "tag_sets", "tag_sets_hourly"
 _SUMS = {
     RAW: ("cost_amount", "usage_quantity"),
     DAILY: ("total_cost", "total_usage"),
     HOURLY: ("total_cost", "total_usage"),
     TAGGED: ("total_cost", "total_usage"),
+    TAG_SETS: ("total_cost", "total_usage"),
+    TAG_SETS_HOURLY: ("total_cost", "total_usage"),
 }
+#: The sources that keep a record's whole `tags` object.
+_WITH_TAGS = (RAW, TAG_SETS, TAG_SETS_HOURLY)
 
 
 def _day_of(source: str) -> Any:
     if source == RAW:
         return TruncDate("timestamp", tzinfo=UTC)
-    if source == HOURLY:
+    if source in (HOURLY, TAG_SETS_HOURLY):
         return TruncDate("hour", tzinfo=UTC)
     return F("day")
 
 
 def _group_fields(group_by: Sequence[str], source: str) -> tuple[dict[str, Any], list[str]]:
     """Annotations and value names to group by (always with currency). A tag dimension is
-    the tag's value in the raw table, `tag_value` in the tag rollup, and left out (None: no
-    such tag) in the other rollups."""
+    the tag's value in the raw table and the tag sets, `tag_value` in the tag rollup, and left
+    out (None: no such tag) in the other rollups."""
     annotations: dict[str, Any] = {}
     names = ["currency"]
     if any(d in TIME_DIMENSIONS for d in group_by):
@@ -301,11 +326,11 @@ def _group_fields(group_by: Sequence[str], source: str) -> tuple[dict[str, Any],
     for dim in group_by:
         if dim in ROLLUP_DIMENSIONS and dim not in names:
             names.append(dim)
-        elif dim.startswith("tag:") and source in (RAW, TAGGED):
+        elif dim.startswith("tag:") and source in (*_WITH_TAGS, TAGGED):
             alias = _tag_alias(dim)
             if alias not in annotations:
                 annotations[alias] = (
-                    KeyTextTransform(dim[4:], "tags") if source == RAW else F("tag_value")
+                    KeyTextTransform(dim[4:], "tags") if source in _WITH_TAGS else F("tag_value")
                 )
                 names.append(alias)
     return annotations, names
@@ -377,6 +402,10 @@ class _Reader:
         qs: QuerySet[Any] = model.objects.filter(tenant_id=self.query.tenant_id, **lookups)
         return qs.filter(**self.query.filters) if self.query.filters else qs
 
+    def _tag_sets(self, model: type[Any], **lookups: Any) -> QuerySet[Any]:
+        qs = model.objects.filter(tenant_id=self.query.tenant_id, **lookups)
+        return _tag_filtered(qs, self.query.tags)
+
     def raw(self, start: datetime | None, end: datetime | None) -> None:
         qs = raw_queryset(self.query)
         if start is not None:
@@ -387,8 +416,8 @@ class _Reader:
         self._add(qs, RAW)
 
     def partial(self, start: datetime, end: datetime) -> None:
-        """A range of less than whole days: whole hours from the hourly rollups when no tag
-        is involved, the rest from the raw table."""
+        """A range of less than whole days: whole hours from the hourly rollups (plain or tag
+        sets) unless one tag key goes with other dimensions, the rest from the raw table."""
         if start >= end:
             return
         first, last = _ceil_hour(start), _floor_hour(end)
@@ -398,7 +427,11 @@ class _Reader:
         if start < first:
             self.raw(start, first)
         self.result.rollup_ranges += 1
-        self._add(self._rollup(CostHourlyRollup, hour__gte=first, hour__lt=last), HOURLY)
+        hours = {"hour__gte": first, "hour__lt": last}
+        if self.plan.tag_sets:
+            self._add(self._tag_sets(CostTagSetHourlyRollup, **hours), TAG_SETS_HOURLY)
+        else:
+            self._add(self._rollup(CostHourlyRollup, **hours), HOURLY)
         if last < end:
             self.raw(last, end)
 
@@ -412,6 +445,9 @@ class _Reader:
             span["day__lt"] = last
         self.result.rollup_ranges += 1
         plan = self.plan
+        if plan.tag_sets:
+            self._add(self._tag_sets(CostTagSetDailyRollup, **span), TAG_SETS)
+            return
         if plan.tag_key is None:
             self._add(self._rollup(CostDailyRollup, **span), DAILY)
             return

@@ -4,12 +4,17 @@ the writer's transaction) and corrected from the raw table by the repair job.
 - daily: per tenant, UTC day and dimension tuple;
 - hourly: the same per UTC hour (reports read it for the whole hours of a partial day);
 - tags: per tenant, tag key, UTC day, tag value and dimension tuple; a record adds to one row
-  per tag it carries (tag groupings and a single tag filter read it).
+  per tag it carries (tag groupings and a single tag filter read it);
+- tag sets, daily and hourly: per tenant, period, whole `tags` object and currency, without
+  the other dimensions (queries on any number of tag keys and no other dimension read them).
 
 A write adds signed deltas, pre-aggregated in Python: one statement per rollup table.
 """
 
+import hashlib
+import json
 import operator
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -27,6 +32,8 @@ from costs.models import (
     CostHourlyRollup,
     CostRecord,
     CostTagRollup,
+    CostTagSetDailyRollup,
+    CostTagSetHourlyRollup,
 )
 
 #: Sums of up to 38 digits stay exact.
@@ -40,10 +47,16 @@ class Rollup:
     key: tuple[str, ...]
     #: PostgreSQL types of the key columns
     types: tuple[str, ...]
+    #: how many leading key columns the unique constraint has (the rest follow from them)
+    unique_columns: int = 0
 
     @property
     def table(self) -> str:
         return self.model._meta.db_table
+
+    @property
+    def unique(self) -> tuple[str, ...]:
+        return self.key[: self.unique_columns] if self.unique_columns else self.key
 
 
 _DIM_TYPES = ("text",) * (len(DIMENSIONS) + 1)
@@ -62,8 +75,41 @@ TAGS = Rollup(
     ("tenant_id", "tag_key", "day", "tag_value", *DIMENSIONS, "currency"),
     ("text", "text", "date", "text", *_DIM_TYPES),
 )
+TAG_SETS_DAILY = Rollup(
+    CostTagSetDailyRollup,
+    ("tenant_id", "day", "tag_hash", "currency", "tags"),
+    ("text", "date", "uuid", "text", "jsonb"),
+    unique_columns=4,
+)
+TAG_SETS_HOURLY = Rollup(
+    CostTagSetHourlyRollup,
+    ("tenant_id", "hour", "tag_hash", "currency", "tags"),
+    ("text", "timestamptz", "uuid", "text", "jsonb"),
+    unique_columns=4,
+)
 #: Writers lock rollup rows table by table in this order, keys sorted: no deadlocks.
-ROLLUPS = (DAILY, HOURLY, TAGS)
+ROLLUPS = (DAILY, HOURLY, TAGS, TAG_SETS_DAILY, TAG_SETS_HOURLY)
+
+
+def tag_set_text(tags: dict[str, Any]) -> str:
+    """The canonical text of a tag set: keys in code point order, no spaces, JSON escapes
+    (what `_TAG_SET_TEXT_SQL` builds from jsonb, byte for byte)."""
+    return json.dumps(tags, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def tag_set_hash(text: str) -> uuid.UUID:
+    return uuid.UUID(bytes=hashlib.sha256(text.encode("utf-8")).digest()[:16])
+
+
+#: `tag_set_text` of a record's `r.tags`, in SQL: jsonb's own key order is by length first,
+#: so the keys are sorted here; `to_json` and jsonb's text form escape as `json.dumps` does.
+_TAG_SET_TEXT_SQL = (
+    "COALESCE((SELECT '{' || string_agg(to_json(e.key)::text || ':' || e.value::text, ',' "
+    "ORDER BY e.key COLLATE \"C\") || '}' FROM jsonb_each(r.tags) e), '{}')"
+)
+_TAG_SET_HASH_SQL = (
+    f"encode(substring(sha256(convert_to({_TAG_SET_TEXT_SQL}, 'UTF8')) FROM 1 FOR 16), 'hex')::uuid"
+)
 
 Deltas = dict[Rollup, dict[tuple[Any, ...], list[Any]]]
 
@@ -86,9 +132,13 @@ def rollup_deltas(rows: Sequence[dict[str, Any]], sign: int = 1) -> Deltas:
     daily: dict[tuple[Any, ...], list[Any]] = {}
     hourly: dict[tuple[Any, ...], list[Any]] = {}
     tagged: dict[tuple[Any, ...], list[Any]] = {}
+    sets_daily: dict[tuple[Any, ...], list[Any]] = {}
+    sets_hourly: dict[tuple[Any, ...], list[Any]] = {}
+    hashes: dict[str, uuid.UUID] = {}
     for row in rows:
         ts: datetime = row["timestamp"].astimezone(UTC)
         day = ts.date()
+        hour = ts.replace(minute=0, second=0, microsecond=0)
         dims = _rollup_key(row)
         usage = row["usage_quantity"]
         values = [
@@ -98,11 +148,23 @@ def rollup_deltas(rows: Sequence[dict[str, Any]], sign: int = 1) -> Deltas:
         ]
         tenant = row["tenant_id"]
         _add(daily, (tenant, day, *dims), values)
-        _add(hourly, (tenant, ts.replace(minute=0, second=0, microsecond=0), *dims), values)
+        _add(hourly, (tenant, hour, *dims), values)
         for tag_key, tag_value in row["tags"].items():
             if isinstance(tag_value, str):
                 _add(tagged, (tenant, tag_key, day, tag_value, *dims), values)
-    return {DAILY: daily, HOURLY: hourly, TAGS: tagged}
+        text = tag_set_text(row["tags"])
+        digest = hashes.get(text)
+        if digest is None:
+            digest = hashes[text] = tag_set_hash(text)
+        _add(sets_daily, (tenant, day, digest, row["currency"], text), values)
+        _add(sets_hourly, (tenant, hour, digest, row["currency"], text), values)
+    return {
+        DAILY: daily,
+        HOURLY: hourly,
+        TAGS: tagged,
+        TAG_SETS_DAILY: sets_daily,
+        TAG_SETS_HOURLY: sets_hourly,
+    }
 
 
 def apply_rollup_deltas(deltas: Deltas) -> None:
@@ -120,7 +182,7 @@ def _upsert_sql(rollup: Rollup, source: str) -> str:
     cols = (*rollup.key, "total_cost", "total_usage", "record_count")
     return (
         f"INSERT INTO {table} ({', '.join(cols)}) {source} "
-        f"ON CONFLICT ({', '.join(rollup.key)}) DO UPDATE SET "
+        f"ON CONFLICT ({', '.join(rollup.unique)}) DO UPDATE SET "
         f"total_cost = {table}.total_cost + EXCLUDED.total_cost, "
         f"total_usage = {table}.total_usage + EXCLUDED.total_usage, "
         f"record_count = {table}.record_count + EXCLUDED.record_count"
@@ -142,10 +204,14 @@ def _apply(rollup: Rollup, entries: dict[tuple[Any, ...], list[Any]]) -> None:
     manager = rollup.model._default_manager
     for key in keys:
         cost, usage, count = entries[key]
-        lookup = dict(zip(rollup.key, key, strict=True))
+        lookup = dict(zip(rollup.unique, key, strict=False))
         row: Any = manager.filter(**lookup).first()
         if row is None:
-            manager.create(**lookup, total_cost=cost, total_usage=usage, record_count=count)
+            carried = dict(zip(rollup.key, key, strict=True))
+            if "tags" in carried:
+                carried["tags"] = json.loads(carried["tags"])
+            carried.update(total_cost=cost, total_usage=usage, record_count=count)
+            manager.create(**carried)
         else:
             row.total_cost = WIDE.add(row.total_cost, cost)
             row.total_usage = WIDE.add(row.total_usage, usage)
@@ -154,10 +220,14 @@ def _apply(rollup: Rollup, entries: dict[tuple[Any, ...], list[Any]]) -> None:
 
 
 #: A record's period in each rollup, in SQL (the record aliased `r`).
+_DAY_SQL = "(r.timestamp AT TIME ZONE 'UTC')::date"
+_HOUR_SQL = "date_trunc('hour', r.timestamp, 'UTC')"
 _PERIOD_SQL = {
-    DAILY: "(r.timestamp AT TIME ZONE 'UTC')::date",
-    HOURLY: "date_trunc('hour', r.timestamp, 'UTC')",
-    TAGS: "(r.timestamp AT TIME ZONE 'UTC')::date",
+    DAILY: _DAY_SQL,
+    HOURLY: _HOUR_SQL,
+    TAGS: _DAY_SQL,
+    TAG_SETS_DAILY: _DAY_SQL,
+    TAG_SETS_HOURLY: _HOUR_SQL,
 }
 
 
@@ -170,6 +240,12 @@ def _sums_sql(rollup: Rollup, relation: str, where: str) -> str:
         "COUNT(*) AS record_count"
     )
     period = f"{_PERIOD_SQL[rollup]} AS {rollup.key[2] if rollup is TAGS else rollup.key[1]}"
+    if rollup in (TAG_SETS_DAILY, TAG_SETS_HOURLY):
+        return (
+            f"SELECT r.tenant_id, {period}, {_TAG_SET_HASH_SQL} AS tag_hash, "  # noqa: S608
+            f"r.currency, r.tags, {sums} FROM {relation} r WHERE r.counted AND {where} "
+            "GROUP BY r.tenant_id, 2, r.tags, r.currency"
+        )
     if rollup is TAGS:
         return (
             f"SELECT r.tenant_id, t.key AS tag_key, {period}, "  # noqa: S608  (constants)
@@ -257,6 +333,10 @@ def _drift(start: datetime, end: datetime, tenant: dict[str, str]) -> Deltas:
         DAILY: CostDailyRollup.objects.filter(**tenant, day=start.date()),
         HOURLY: CostHourlyRollup.objects.filter(**tenant, hour__gte=start, hour__lt=end),
         TAGS: CostTagRollup.objects.filter(**tenant, day=start.date()),
+        TAG_SETS_DAILY: CostTagSetDailyRollup.objects.filter(**tenant, day=start.date()),
+        TAG_SETS_HOURLY: CostTagSetHourlyRollup.objects.filter(
+            **tenant, hour__gte=start, hour__lt=end
+        ),
     }
     for rollup in ROLLUPS:
         entries = drift[rollup]
@@ -264,7 +344,8 @@ def _drift(start: datetime, end: datetime, tenant: dict[str, str]) -> Deltas:
             *rollup.key, "total_cost", "total_usage", "record_count"
         ):
             cost, usage, count = row[-3:]
-            _add(entries, tuple(row[:-3]), [-cost, -usage, -count])
+            key = tuple(tag_set_text(v) if isinstance(v, dict) else v for v in row[:-3])
+            _add(entries, key, [-cost, -usage, -count])
         drift[rollup] = {key: values for key, values in entries.items() if any(values)}
     return drift
 
@@ -292,6 +373,8 @@ def _repair_day_sql(day: date, start: datetime, end: datetime, tenant_id: str | 
         DAILY: ("day = %s", [day]),
         HOURLY: ("hour >= %s AND hour < %s", [start, end]),
         TAGS: ("day = %s", [day]),
+        TAG_SETS_DAILY: ("day = %s", [day]),
+        TAG_SETS_HOURLY: ("hour >= %s AND hour < %s", [start, end]),
     }
     values = ("total_cost", "total_usage", "record_count")
     differ = " OR ".join(f"COALESCE(raw.{v}, 0) <> COALESCE(s.{v}, 0)" for v in values)

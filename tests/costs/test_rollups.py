@@ -7,7 +7,14 @@ from decimal import Decimal as D
 import pytest
 
 from costs import rollups, services, tasks
-from costs.models import CostDailyRollup, CostHourlyRollup, CostRecord, CostTagRollup
+from costs.models import (
+    CostDailyRollup,
+    CostHourlyRollup,
+    CostRecord,
+    CostTagRollup,
+    CostTagSetDailyRollup,
+    CostTagSetHourlyRollup,
+)
 from tests.costs.conftest import ACTOR, record
 
 pytestmark = pytest.mark.django_db
@@ -30,6 +37,10 @@ def from_raw():
         add(("hourly", r.tenant_id, ts.replace(minute=0, second=0, microsecond=0), *dims), r)
         for key, value in r.tags.items():
             add(("tag", r.tenant_id, key, ts.date(), value, *dims), r)
+        tag_set = tuple(sorted(r.tags.items()))
+        add(("tag_sets", r.tenant_id, ts.date(), tag_set, r.currency), r)
+        hour = ts.replace(minute=0, second=0, microsecond=0)
+        add(("tag_sets_hourly", r.tenant_id, hour, tag_set, r.currency), r)
     return out
 
 
@@ -45,6 +56,15 @@ def from_rollups():
             if r.record_count:
                 key = (kind, *(getattr(r, f) for f in (*head, *DIMS, "currency")))
                 out[key] = (r.total_cost, r.total_usage, r.record_count)
+    for kind, model, period in (
+        ("tag_sets", CostTagSetDailyRollup, "day"),
+        ("tag_sets_hourly", CostTagSetHourlyRollup, "hour"),
+    ):
+        for r in model.objects.all():
+            if r.record_count:
+                assert r.tag_hash == rollups.tag_set_hash(rollups.tag_set_text(r.tags))
+                key = (kind, r.tenant_id, getattr(r, period), tuple(sorted(r.tags.items())))
+                out[(*key, r.currency)] = (r.total_cost, r.total_usage, r.record_count)
     return out
 
 
@@ -146,6 +166,17 @@ def test_refresh_rebuilds_a_day_that_drifted_in_every_rollup(frozen):
     CostDailyRollup.objects.create(**ghost, day=date(2024, 5, 14))
     CostHourlyRollup.objects.create(**ghost, hour=datetime(2024, 5, 13, 7, tzinfo=UTC))
     CostTagRollup.objects.create(**ghost, day=date(2024, 5, 14), tag_key="k", tag_value="v")
+    CostTagSetDailyRollup.objects.filter(day=date(2024, 5, 15)).update(total_usage=D("3"))
+    CostTagSetHourlyRollup.objects.filter(hour__date=date(2024, 5, 14)).delete()
+    ghost_set = {"tenant_id": "t-acme", "currency": "USD", "total_cost": D(2), "record_count": 2}
+    tags = {"k": "v"}
+    digest = rollups.tag_set_hash(rollups.tag_set_text(tags))
+    CostTagSetDailyRollup.objects.create(
+        **ghost_set, day=date(2024, 5, 14), tags=tags, tag_hash=digest
+    )
+    CostTagSetHourlyRollup.objects.create(
+        **ghost_set, hour=datetime(2024, 5, 15, 3, tzinfo=UTC), tags=tags, tag_hash=digest
+    )
     assert from_rollups() != expected
     assert tasks.refresh_rollups() == 3
     assert from_rollups() == expected
@@ -167,21 +198,30 @@ def test_refresh_rebuilds_a_day_that_drifted_in_every_rollup(frozen):
         (("2024-05-01T13:37:00Z", "2024-05-03T13:37:00Z"), ["day"], [], (3, 2)),
         # Within one day, on whole hours: the hourly rollup only.
         (("2024-05-02T09:00:00Z", "2024-05-02T15:00:00Z"), [], [], (1, 0)),
-        # One tag key, grouped or filtered: the tag rollup (and the daily one for records
-        # without the key).
+        # Tags and no other dimension, any number of keys: the daily tag sets.
         (("2024-05-01T00:00:00Z", "2024-05-04T00:00:00Z"), ["tag:env", "day"], [], (1, 0)),
+        (("2024-05-01T00:00:00Z", "2024-05-04T00:00:00Z"), ["tag:env"], [("env", "dev")], (1, 0)),
+        (("2024-05-01T00:00:00Z", "2024-05-04T00:00:00Z"), ["tag:env"], [("team", "a")], (1, 0)),
+        (("2024-05-01T00:00:00Z", "2024-05-04T00:00:00Z"), ["tag:env", "tag:team"], [], (1, 0)),
+        # ... and a partial day: its whole hours from the hourly tag sets, the sub-hour edge raw.
+        (("2024-05-01T13:37:00Z", "2024-05-04T00:00:00Z"), ["tag:env"], [], (2, 1)),
+        # One tag key with another dimension: the tag rollup (and the daily one for records
+        # without the key); partial days from the raw table.
         (
             ("2024-05-01T00:00:00Z", "2024-05-04T00:00:00Z"),
             ["service_name"],
             [("env", "prod")],
             (1, 0),
         ),
-        (("2024-05-01T00:00:00Z", "2024-05-04T00:00:00Z"), ["tag:env"], [("env", "dev")], (1, 0)),
-        # A tag and a partial day: the partial days from the raw table.
-        (("2024-05-01T13:37:00Z", "2024-05-04T00:00:00Z"), ["tag:env"], [], (1, 1)),
-        # Two tag keys: the raw table.
-        (("2024-05-01T00:00:00Z", "2024-05-04T00:00:00Z"), ["tag:env"], [("team", "a")], (0, 1)),
-        (("2024-05-01T00:00:00Z", "2024-05-04T00:00:00Z"), ["tag:env", "tag:team"], [], (0, 1)),
+        (("2024-05-01T00:00:00Z", "2024-05-04T00:00:00Z"), ["tag:env", "region"], [], (1, 0)),
+        (("2024-05-01T13:37:00Z", "2024-05-04T00:00:00Z"), ["tag:env", "region"], [], (1, 1)),
+        # Two tag keys with another dimension: the raw table.
+        (
+            ("2024-05-01T00:00:00Z", "2024-05-04T00:00:00Z"),
+            ["tag:env", "region"],
+            [("team", "a")],
+            (0, 1),
+        ),
     ],
 )
 def test_each_range_is_read_from_the_rollup_that_can_answer_it(
@@ -207,3 +247,34 @@ def test_each_range_is_read_from_the_rollup_that_can_answer_it(
     slow = aggregate(query, use_rollups=False)
     assert fast.groups == slow.groups
     assert fast.record_count > 0
+
+
+def test_a_tag_set_has_one_row_whichever_path_wrote_it(frozen):
+    """The single-record path hashes a tag set in Python, the batch path in SQL (PostgreSQL):
+    the canonical texts agree byte for byte, escapes, key order and non-ASCII included."""
+    tags = {
+        "b": 'quote " and \\ backslash',
+        "a": "line\nbreak\ttab\x01\x1f\x7f",
+        "ab": "é 😀 \u2028",
+        "é": "",
+        "Z": "upper",
+    }
+    record(cost_amount="1.00", timestamp="2024-05-01T10:00:00Z", tags=tags)
+    services.record_batch(
+        tenant_id="t-acme",
+        items=[
+            {
+                "idempotency_key": "tricky",
+                "resource_type": "llm",
+                "cost_amount": "2.00",
+                "tags": dict(reversed(tags.items())),
+                "timestamp": "2024-05-01T10:30:00Z",
+            }
+        ],
+        actor=ACTOR,
+    )
+    for model in (CostTagSetDailyRollup, CostTagSetHourlyRollup):
+        row = model.objects.get()
+        assert (row.total_cost, row.record_count, row.tags) == (D("3.00"), 2, tags)
+        assert row.tag_hash == rollups.tag_set_hash(rollups.tag_set_text(tags))
+    assert from_rollups() == from_raw()
