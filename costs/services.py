@@ -34,7 +34,7 @@ from costs.exceptions import (
     UnitPriceMissing,
 )
 from costs.fx import FxTable, exact_convert, to_storage
-from costs.models import CostDailyRollup, CostRecord, FxRate, UnitPrice
+from costs.models import CostDailyRollup, CostRecord, FxRate, UnitPrice, new_record_id
 from costs.pricing import PriceBook
 from costs.rollups import apply_rollup_deltas, rollup_deltas
 from costs.validation import ItemInvalid, RecordInput, parse_record
@@ -85,7 +85,7 @@ _TAGS_AT = RECORD_COLUMNS.index("tags")
 def record_row(**values: Any) -> dict[str, Any]:
     """A complete costs_costrecord row with defaults for everything not given."""
     row: dict[str, Any] = {
-        "record_id": uuid.uuid4(),
+        "record_id": new_record_id(),
         "idempotency_key": None,
         "kind": str(CostRecord.Kind.USAGE),
         "resource_id": "",
