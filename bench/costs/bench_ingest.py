@@ -240,6 +240,13 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=18731)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--in-process", type=int, default=0, metavar="N")
+    parser.add_argument(
+        "--span-seconds",
+        type=int,
+        default=86000,
+        help="timestamps spread over this many seconds before now (default: the last day, "
+        "the rollups' worst case; 300: records arriving as they happen)",
+    )
     args = parser.parse_args()
     if not settings.IS_POSTGRES:
         raise SystemExit("set DATABASE_URL to PostgreSQL")
@@ -255,8 +262,8 @@ def main() -> None:
                 1000,
                 seed=i,
                 key_prefix=f"{run}-{i}",
-                start=now - timedelta(days=1),
-                span_seconds=86000,
+                start=now - timedelta(seconds=args.span_seconds),
+                span_seconds=args.span_seconds,
             )
             for i in range(args.in_process)
         ]
@@ -276,14 +283,18 @@ def main() -> None:
             1000,
             seed=1000 + i,
             key_prefix=f"{run}-w{i}",
-            start=now - timedelta(days=1),
-            span_seconds=86000,
+            start=now - timedelta(seconds=args.span_seconds),
+            span_seconds=args.span_seconds,
         )
         for i in range(4)
     ]
     batches = [
         make_items(
-            1000, seed=i, key_prefix=f"{run}-{i}", start=now - timedelta(days=1), span_seconds=86000
+            1000,
+            seed=i,
+            key_prefix=f"{run}-{i}",
+            start=now - timedelta(seconds=args.span_seconds),
+            span_seconds=args.span_seconds,
         )
         for i in range(args.batches)
     ]
@@ -317,6 +328,7 @@ def main() -> None:
         "batch_size": 1000,
         "gunicorn_workers": args.workers,
         "clients": args.clients,
+        "timestamps_over_seconds": args.span_seconds,
         "failed_batches": len(bad),
         "stored": stored - 4000,
         "api_records_per_s": round(api_rate),
