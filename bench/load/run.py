@@ -89,7 +89,10 @@ def scenarios() -> list[Scenario]:
                 "estimated_cost": "0.0001",
                 "allocated_to_type": "project",
                 "allocated_to_id": "p-load",
-                "hold_ttl_seconds": 60,
+                # Holds outlive the run: their expiry (the worker committing each hold at its
+                # estimate with a signed receipt) would otherwise land in whichever scenario's
+                # window comes a minute later, and blur the comparisons there.
+                "hold_ttl_seconds": 3600,
             },
         ),
         Scenario(
