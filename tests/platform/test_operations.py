@@ -127,3 +127,20 @@ def test_the_health_check_asks_nothing_of_a_live_connection_and_replaces_a_termi
         assert connection.connection.info.backend_pid != pid
     finally:
         observer.close()
+
+
+@pytest.mark.postgres
+def test_sessions_run_without_the_jit_compiler(db):
+    """Every connection of the service has JIT off (reports: half the time, see the backend),
+    a new one too."""
+    from django.db import connection
+
+    assert connection.settings_dict["ENGINE"] == "budgeting_site.platform.postgresql"
+    fresh = connection.copy()
+    try:
+        for conn in (connection, fresh):
+            with conn.cursor() as cursor:
+                cursor.execute("SHOW jit")
+                assert cursor.fetchone()[0] == "off"
+    finally:
+        fresh.close()
