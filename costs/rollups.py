@@ -58,6 +58,17 @@ class Rollup:
     def unique(self) -> tuple[str, ...]:
         return self.key[: self.unique_columns] if self.unique_columns else self.key
 
+    @property
+    def period(self) -> str:
+        """The period column: "day" (a date) or "hour" (a UTC instant)."""
+        return "hour" if "hour" in self.key else "day"
+
+    def period_lookup(self, start: datetime, end: datetime) -> dict[str, Any]:
+        """ORM lookups of this rollup's rows for the UTC day [start, end)."""
+        if self.period == "hour":
+            return {"hour__gte": start, "hour__lt": end}
+        return {"day": start.date()}
+
 
 _DIM_TYPES = ("text",) * (len(DIMENSIONS) + 1)
 DAILY = Rollup(
@@ -219,15 +230,10 @@ def _apply(rollup: Rollup, entries: dict[tuple[Any, ...], list[Any]]) -> None:
             row.save(update_fields=["total_cost", "total_usage", "record_count"])
 
 
-#: A record's period in each rollup, in SQL (the record aliased `r`).
-_DAY_SQL = "(r.timestamp AT TIME ZONE 'UTC')::date"
-_HOUR_SQL = "date_trunc('hour', r.timestamp, 'UTC')"
+#: A record's period, in SQL (the record aliased `r`), by period column.
 _PERIOD_SQL = {
-    DAILY: _DAY_SQL,
-    HOURLY: _HOUR_SQL,
-    TAGS: _DAY_SQL,
-    TAG_SETS_DAILY: _DAY_SQL,
-    TAG_SETS_HOURLY: _HOUR_SQL,
+    "day": "(r.timestamp AT TIME ZONE 'UTC')::date",
+    "hour": "date_trunc('hour', r.timestamp, 'UTC')",
 }
 
 
@@ -239,7 +245,7 @@ def _sums_sql(rollup: Rollup, relation: str, where: str) -> str:
         "SUM(r.cost_amount) AS total_cost, COALESCE(SUM(r.usage_quantity), 0) AS total_usage, "
         "COUNT(*) AS record_count"
     )
-    period = f"{_PERIOD_SQL[rollup]} AS {rollup.key[2] if rollup is TAGS else rollup.key[1]}"
+    period = f"{_PERIOD_SQL[rollup.period]} AS {rollup.period}"
     if rollup in (TAG_SETS_DAILY, TAG_SETS_HOURLY):
         return (
             f"SELECT r.tenant_id, {period}, {_TAG_SET_HASH_SQL} AS tag_hash, "  # noqa: S608
@@ -329,20 +335,10 @@ def _drift(start: datetime, end: datetime, tenant: dict[str, str]) -> Deltas:
         "tenant_id", "timestamp", *DIMENSIONS, "currency", "cost_amount", "usage_quantity", "tags"
     )
     drift = rollup_deltas(list(rows))
-    stored = {
-        DAILY: CostDailyRollup.objects.filter(**tenant, day=start.date()),
-        HOURLY: CostHourlyRollup.objects.filter(**tenant, hour__gte=start, hour__lt=end),
-        TAGS: CostTagRollup.objects.filter(**tenant, day=start.date()),
-        TAG_SETS_DAILY: CostTagSetDailyRollup.objects.filter(**tenant, day=start.date()),
-        TAG_SETS_HOURLY: CostTagSetHourlyRollup.objects.filter(
-            **tenant, hour__gte=start, hour__lt=end
-        ),
-    }
     for rollup in ROLLUPS:
         entries = drift[rollup]
-        for row in stored[rollup].values_list(
-            *rollup.key, "total_cost", "total_usage", "record_count"
-        ):
+        stored = rollup.model._default_manager.filter(**tenant, **rollup.period_lookup(start, end))
+        for row in stored.values_list(*rollup.key, "total_cost", "total_usage", "record_count"):
             cost, usage, count = row[-3:]
             key = tuple(tag_set_text(v) if isinstance(v, dict) else v for v in row[:-3])
             _add(entries, key, [-cost, -usage, -count])
@@ -369,19 +365,16 @@ def _repair_day_sql(day: date, start: datetime, end: datetime, tenant_id: str | 
         where += " AND r.tenant_id = %s"
         stored_tenant = " AND tenant_id = %s"
         bounds.append(tenant_id)
-    stored_where: dict[Rollup, tuple[str, list[Any]]] = {
-        DAILY: ("day = %s", [day]),
-        HOURLY: ("hour >= %s AND hour < %s", [start, end]),
-        TAGS: ("day = %s", [day]),
-        TAG_SETS_DAILY: ("day = %s", [day]),
-        TAG_SETS_HOURLY: ("hour >= %s AND hour < %s", [start, end]),
+    stored_where: dict[str, tuple[str, list[Any]]] = {
+        "day": ("day = %s", [day]),
+        "hour": ("hour >= %s AND hour < %s", [start, end]),
     }
     values = ("total_cost", "total_usage", "record_count")
     differ = " OR ".join(f"COALESCE(raw.{v}, 0) <> COALESCE(s.{v}, 0)" for v in values)
     for rollup in ROLLUPS:
         key = ", ".join(rollup.key)
         deltas = ", ".join(f"COALESCE(raw.{v}, 0) - COALESCE(s.{v}, 0)" for v in values)
-        stored, stored_params = stored_where[rollup]
+        stored, stored_params = stored_where[rollup.period]
         source = (
             f"SELECT {key}, {deltas} FROM ({_sums_sql(rollup, CostRecord._meta.db_table, where)}) "  # noqa: S608  (constants of this module)
             f"raw FULL JOIN (SELECT {key}, {', '.join(values)} FROM {rollup.table} "
