@@ -255,18 +255,17 @@ def main() -> None:
     call_command("migrate", verbosity=0)
 
     run = uuid.uuid4().hex[:8]
+    now = datetime.now(UTC)
+
+    def batch(seed: int, key_prefix: str) -> list[dict]:
+        """1000 records with timestamps over the last `--span-seconds`."""
+        start = now - timedelta(seconds=args.span_seconds)
+        return make_items(
+            1000, seed=seed, key_prefix=key_prefix, start=start, span_seconds=args.span_seconds
+        )
+
     if args.in_process:
-        now = datetime.now(UTC)
-        batches = [
-            make_items(
-                1000,
-                seed=i,
-                key_prefix=f"{run}-{i}",
-                start=now - timedelta(seconds=args.span_seconds),
-                span_seconds=args.span_seconds,
-            )
-            for i in range(args.in_process)
-        ]
+        batches = [batch(i, f"{run}-{i}") for i in range(args.in_process)]
         result = in_process(batches, run)
         copy_commit = copy_rows(f"bench-copy-{run}", batches, per_commit=True)
         result["copy_per_1000_commit_records_per_s"] = round(args.in_process * 1000 / copy_commit)
@@ -277,27 +276,8 @@ def main() -> None:
         return
     tenant = f"bench-ingest-{run}"
     token = issue_jwt(tenant_id=tenant, roles=["service"], sub="bench", ttl_seconds=3600)
-    now = datetime.now(UTC)
-    warm = [
-        make_items(
-            1000,
-            seed=1000 + i,
-            key_prefix=f"{run}-w{i}",
-            start=now - timedelta(seconds=args.span_seconds),
-            span_seconds=args.span_seconds,
-        )
-        for i in range(4)
-    ]
-    batches = [
-        make_items(
-            1000,
-            seed=i,
-            key_prefix=f"{run}-{i}",
-            start=now - timedelta(seconds=args.span_seconds),
-            span_seconds=args.span_seconds,
-        )
-        for i in range(args.batches)
-    ]
+    warm = [batch(1000 + i, f"{run}-w{i}") for i in range(4)]
+    batches = [batch(i, f"{run}-{i}") for i in range(args.batches)]
     bodies = [json.dumps({"records": b}).encode() for b in batches]
 
     server = start_server(args.port, args.workers)
