@@ -182,7 +182,7 @@ def test_eight_threads_posting_the_same_batch_create_each_record_once(frozen):
 @pytest.mark.django_db(transaction=True)
 def test_overlapping_batches_in_different_orders_neither_deadlock_nor_double_count(frozen):
     """Four threads post the same 60 shared keys in different orders, each with 20 of its own
-    (tagged, spread over hours): every key is created once, and every rollup equal the
+    (tagged, spread over hours): every key is created once, and every rollup equals the
     raw table."""
     from tests.costs.test_rollups import from_raw, from_rollups
 
